@@ -1,0 +1,288 @@
+"""BilevelTrainer: ESPnet's Trainer with one optimizer step per solver-planned step.
+
+``Trainer.run`` is inherited unchanged (checkpoint.pth with both optimizers and schedulers,
+``--resume``, n-best selection, tensorboard, early stopping); only these change:
+
+* ``train_one_epoch`` follows the plan of the epoch (see ``solvers/``): every step is one forward
+  of the (possibly DDP-wrapped) model computing ``sup_weight·f + ssl_weight·g``, one backward,
+  gradient clipping over all parameters, one ``step()`` of the optimizer the phase names
+  (``optim`` for joint/upper, ``optim2`` for lower) with its batch-level scheduler, then
+  ``zero_grad(set_to_none=True)`` on every optimizer so nothing leaks into the next step;
+* ``validate_one_epoch`` reports ESPnet's supervised stats (loss, loss_ctc, cer_ctc, wer, ...)
+  plus the SSL loss ``loss_ssl`` on the same held-out audio;
+* ``run`` swaps in our correct n-best checkpoint averaging (ESPnet 202511 corrupts the average
+  of a second criterion, see ``espnet_bilevel/checkpoints/average_nbest.py``).
+
+Per-step records (phase, γ, f, g, lr) go to ``<output_dir>/steps/epoch<k>.jsonl`` on rank 0; the
+file of an epoch is rewritten when the epoch is re-run after a resume.
+"""
+import contextlib
+import json
+import logging
+import time
+from typing import Iterable, Optional, Sequence
+
+import torch
+from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler, AbsScheduler
+from espnet2.torch_utils.device_funcs import to_device
+from espnet2.torch_utils.recursive_op import recursive_average
+from espnet2.train import trainer as espnet_trainer_module
+from espnet2.train.distributed_utils import DistributedOption
+from espnet2.train.reporter import SubReporter
+from espnet2.train.trainer import Trainer, TrainerOptions
+
+from espnet_bilevel.solvers.step_plan import JOINT, LOWER, UPPER
+
+try:  # the GradScaler/autocast pair ESPnet's own trainer uses
+    from torch.cuda.amp import GradScaler, autocast
+except ImportError:  # pragma: no cover
+    from torch.amp import GradScaler, autocast
+
+
+@contextlib.contextmanager
+def _scaled_lr(optimizer: torch.optim.Optimizer, scale: float):
+    """Run one optimizer step at lr·scale (BL-JUST's fine-tuning lr τ = scale·α), then restore
+    the scheduler-controlled lr so the schedule itself is unaffected."""
+    if scale == 1.0:
+        yield
+        return
+    saved = [g["lr"] for g in optimizer.param_groups]
+    for g in optimizer.param_groups:
+        g["lr"] = g["lr"] * scale
+    try:
+        yield
+    finally:
+        for g, lr in zip(optimizer.param_groups, saved):
+            g["lr"] = lr
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+class _StepLog:
+    """Rank-0 JSON-lines log of every step of one epoch (for f/g/γ plots)."""
+
+    def __init__(self, output_dir: Optional[str], epoch: int, enabled: bool):
+        self.f = None
+        if enabled and output_dir is not None:
+            from pathlib import Path
+
+            d = Path(output_dir) / "steps"
+            d.mkdir(parents=True, exist_ok=True)
+            self.f = open(d / f"epoch{epoch}.jsonl", "w", encoding="utf-8")
+
+    def write(self, record: dict):
+        if self.f is not None:
+            self.f.write(json.dumps(record) + "\n")
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+
+
+class BilevelTrainer(Trainer):
+    @classmethod
+    def run(cls, *args, **kwargs) -> None:
+        # Our averaging has ESPnet's signature and file names; patch it in only for this run.
+        from espnet_bilevel.checkpoints.average_nbest import average_nbest_models
+
+        original = espnet_trainer_module.average_nbest_models
+        espnet_trainer_module.average_nbest_models = average_nbest_models
+        try:
+            super().run(*args, **kwargs)
+        finally:
+            espnet_trainer_module.average_nbest_models = original
+
+    @classmethod
+    def train_one_epoch(
+        cls,
+        model: torch.nn.Module,
+        iterator: Iterable,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[Optional[AbsScheduler]],
+        scaler: Optional[GradScaler],
+        reporter: SubReporter,
+        summary_writer,
+        options: TrainerOptions,
+        distributed_option: DistributedOption,
+    ) -> bool:
+        if options.grad_noise:
+            raise NotImplementedError("--grad_noise is not supported by the bilevel trainer")
+        device = "cuda" if options.ngpu > 0 else "cpu"
+        distributed = distributed_option.distributed
+        rank0 = not distributed or distributed_option.dist_rank == 0
+        accum_grad = options.accum_grad
+        epoch = iterator.epoch
+        log_interval = options.log_interval or max(len(iterator) // 20, 10)
+        steplog = _StepLog(options.output_dir, epoch, enabled=rank0)
+
+        model.train()
+        all_steps_are_invalid = True
+        istep = 0
+        t_step = time.perf_counter()
+        wait_at_step_start = 0.0
+        try:
+            for spec, micro, _utt_ids, batch in iterator:
+                batch = to_device(batch, device)
+                if options.no_forward_run:
+                    all_steps_are_invalid = False
+                    continue
+                with autocast(scaler is not None, **espnet_trainer_module.autocast_args):
+                    with reporter.measure_time("forward_time"):
+                        loss, stats, weight = model(
+                            **batch, sup_weight=spec.sup_weight, ssl_weight=spec.ssl_weight
+                        )
+                    stats = {k: v for k, v in stats.items() if v is not None}
+                    if options.ngpu > 1 or distributed:
+                        loss = (loss * weight.type(loss.dtype)).sum()
+                        stats, weight = recursive_average(stats, weight, distributed)
+                        loss /= weight
+                    if distributed:
+                        # DDP averages gradients over ranks; undo it so the update equals the
+                        # one-process update on the same global batch.
+                        loss *= torch.distributed.get_world_size()
+                    loss /= accum_grad
+                reporter.register(stats, weight)
+                with reporter.measure_time("backward_time"):
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                    else:
+                        loss.backward()
+                record_loss = float(stats["loss"]) if "loss" in stats else None
+                del loss
+                if micro + 1 < accum_grad:
+                    reporter.next()
+                    continue
+
+                # ---- one optimizer step for this plan step
+                istep += 1
+                opt_idx = spec.optim_idx
+                optimizer, scheduler = optimizers[opt_idx], schedulers[opt_idx]
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), max_norm=options.grad_clip, norm_type=options.grad_clip_type
+                )
+                if not isinstance(grad_norm, torch.Tensor):
+                    grad_norm = torch.tensor(grad_norm)
+                if not torch.isfinite(grad_norm):
+                    logging.warning(
+                        f"epoch {epoch} step {istep} ({spec.phase}): grad norm {grad_norm}; "
+                        "skipping this update"
+                    )
+                    if scaler is not None:
+                        scaler.step(optimizer)
+                        scaler.update()
+                    reporter.register({"skipped_steps": 1.0})
+                else:
+                    all_steps_are_invalid = False
+                    with reporter.measure_time("optim_step_time"):
+                        with _scaled_lr(optimizer, spec.lr_scale):
+                            if scaler is not None:
+                                scaler.step(optimizer)
+                                scaler.update()
+                            else:
+                                optimizer.step()
+                        if isinstance(scheduler, AbsBatchStepScheduler):
+                            scheduler.step()
+                    reporter.register(
+                        {
+                            "grad_norm": grad_norm,
+                            "clip": torch.where(
+                                grad_norm > options.grad_clip,
+                                grad_norm.new_tensor(100),
+                                grad_norm.new_tensor(0),
+                            ),
+                            "loss_scale": scaler.get_scale() if scaler else 1.0,
+                            "skipped_steps": 0.0,
+                        }
+                    )
+                for opt in optimizers:
+                    opt.zero_grad(set_to_none=True)
+
+                now = time.perf_counter()
+                step_time = now - t_step
+                data_wait = iterator.data_wait_time - wait_at_step_start
+                t_step, wait_at_step_start = now, iterator.data_wait_time
+                lrs = {
+                    f"optim{i}_lr{j}": pg["lr"]
+                    for i, opt in enumerate(optimizers)
+                    for j, pg in enumerate(opt.param_groups)
+                }
+                reporter.register(
+                    dict(
+                        lrs,
+                        gamma=spec.gamma,
+                        phase_lower=float(spec.phase == LOWER),
+                        phase_joint=float(spec.phase == JOINT),
+                        phase_upper=float(spec.phase == UPPER),
+                        train_time=step_time,
+                        data_wait_time=data_wait,
+                    )
+                )
+                steplog.write(
+                    {
+                        "epoch": epoch,
+                        "step": istep,
+                        "phase": spec.phase,
+                        "gamma": spec.gamma,
+                        "loss": record_loss,
+                        "loss_sup": _f(stats.get("loss_sup")),
+                        "loss_ssl": _f(stats.get("loss_ssl")),
+                        "loss_ctc": _f(stats.get("loss_ctc")),
+                        "lr": optimizer.param_groups[0]["lr"] * spec.lr_scale,
+                        "time": step_time,
+                        "data_wait": data_wait,
+                    }
+                )
+                reporter.next()
+                if istep % log_interval == 0:
+                    logging.info(reporter.log_message(-log_interval))
+                    if summary_writer is not None:
+                        reporter.tensorboard_add_scalar(summary_writer, -log_interval)
+                    if options.use_wandb:
+                        reporter.wandb_log()
+        finally:
+            steplog.close()
+        return all_steps_are_invalid
+
+    @classmethod
+    @torch.no_grad()
+    def validate_one_epoch(
+        cls,
+        model: torch.nn.Module,
+        iterator: Iterable,
+        reporter: SubReporter,
+        options: TrainerOptions,
+        distributed_option: DistributedOption,
+    ) -> None:
+        device = "cuda" if options.ngpu > 0 else "cpu"
+        distributed = distributed_option.distributed
+        module = _unwrap(model)
+        module.eval()
+        # Same stop protocol as ESPnet: ranks with fewer batches tell the others to stop.
+        iterator_stop = torch.tensor(0).to(device)
+        for _utt_id, batch in iterator:
+            if distributed:
+                torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+                if iterator_stop > 0:
+                    break
+            batch = to_device(batch, device)
+            if options.no_forward_run:
+                continue
+            with autocast(options.use_amp, **espnet_trainer_module.autocast_args):
+                _, stats, weight = module.validation_forward(**batch)
+            stats = {k: v for k, v in stats.items() if v is not None}
+            if options.ngpu > 1 or distributed:
+                stats, weight = recursive_average(stats, weight, distributed)
+            reporter.register(stats, weight)
+            reporter.next()
+        else:
+            if distributed:
+                iterator_stop.fill_(1)
+                torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+
+
+def _f(x) -> Optional[float]:
+    return None if x is None else float(x)

@@ -1,0 +1,67 @@
+"""A tiny bidirectional fake backbone for the SSL-loss tests.
+
+The encoder is a strided Conv1d (kernel = stride = s: one encoder frame per s input frames), a
+local Conv1d over neighbouring encoder frames, and a term that mixes the utterance mean into every
+frame.  That
+makes it *bidirectional* like a Conformer: any frame's output depends on every valid input frame,
+so a loss that leaked the future into the context would be caught.  Padding never matters
+because only valid frames enter the convolution outputs and the mean.
+"""
+import pytest
+import torch
+
+from espnet_bilevel.losses.abs_ssl_loss import BackboneView
+
+
+class TinyEncoder(torch.nn.Module):
+    def __init__(self, input_size: int, output_size: int, subsampling: int = 4):
+        super().__init__()
+        self.s = subsampling
+        self.conv = torch.nn.Conv1d(input_size, output_size, kernel_size=subsampling, stride=subsampling)
+        # local context across encoder frames, so masked frames can be predicted from neighbours
+        self.local = torch.nn.Conv1d(output_size, output_size, kernel_size=5, padding=2)
+        self.mix = torch.nn.Linear(output_size, output_size)
+        self.calls = []  # (input feats, input lengths, output) of every encode call, for inspection
+
+    def output_lengths(self, lengths):
+        return torch.div(lengths, self.s, rounding_mode="floor")
+
+    def forward(self, feats, lengths, return_all_layers=False):
+        h = self.conv(feats.transpose(1, 2)).transpose(1, 2)
+        out_lens = self.output_lengths(lengths)
+        valid = (torch.arange(h.size(1))[None, :] < out_lens[:, None]).unsqueeze(-1)
+        h = h * valid  # padding must not reach valid frames through the local conv
+        h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
+        mean = (h * valid).sum(1) / out_lens.clamp(min=1)[:, None]
+        out = torch.tanh(h + self.mix(mean)[:, None, :]) * valid
+        self.calls.append((feats.detach().clone(), lengths.clone(), out.detach().clone()))
+        return out, out_lens, ([out] if return_all_layers else None)
+
+    def view(self):
+        return BackboneView(
+            encode_fn=self.forward,
+            input_size=self.conv.in_channels,
+            output_size=self.conv.out_channels,
+            subsampling=self.s,
+            num_layers=1,
+            lengths_fn=self.output_lengths,
+        )
+
+
+@pytest.fixture
+def make_encoder():
+    def _make(input_size=8, output_size=16, subsampling=4, seed=0):
+        torch.manual_seed(seed)
+        return TinyEncoder(input_size, output_size, subsampling)
+
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """These tensors are tiny: intra-op threads only add synchronization, which on a loaded
+    2-core machine made the over-fitting tests ~10x slower.  Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,126 @@
+from collections import Counter
+
+import pytest
+
+from espnet_bilevel.solvers.bilevel_solvers import (
+    SOLVERS,
+    AlternatingSolver,
+    BLJUSTSolver,
+    PretrainSolver,
+    SupervisedSolver,
+    WeightedSumSolver,
+)
+from espnet_bilevel.solvers.step_plan import JOINT, LOWER, UPPER
+
+
+def phases(solver, epoch):
+    return [s.phase for s in solver.plan_epoch(epoch)]
+
+
+def test_bljust_counts_and_order_per_epoch():
+    s = BLJUSTSolver(n_explore=3, n_joint=5, finetune_epochs=2, finetune_steps_per_epoch=4)
+    s.configure(max_epoch=6, n_labeled=10, n_unlabeled=20)
+    for epoch in (1, 2, 3, 4):  # bilevel epochs: N1 lower steps, then N2 joint steps
+        assert phases(s, epoch) == [LOWER] * 3 + [JOINT] * 5
+    for epoch in (5, 6):  # fine-tuning epochs: N3 upper steps
+        assert phases(s, epoch) == [UPPER] * 4
+    total = Counter(p for e in range(1, 7) for p in phases(s, e))
+    assert total == {LOWER: 4 * 3, JOINT: 4 * 5, UPPER: 2 * 4}
+
+
+def test_bljust_defaults_are_one_pass_per_stream():
+    s = BLJUSTSolver(finetune_epochs=1)
+    s.configure(max_epoch=3, n_labeled=7, n_unlabeled=11)
+    assert Counter(phases(s, 1)) == {LOWER: 11, JOINT: 7}
+    assert Counter(phases(s, 3)) == {UPPER: 7}
+
+
+def test_bljust_gamma_follows_epoch_linear_schedule_exactly():
+    s = BLJUSTSolver(n_explore=1, n_joint=2, finetune_epochs=1,
+                     penalty_schedule_conf={"gamma_max": 3.0})
+    s.configure(max_epoch=4, n_labeled=2, n_unlabeled=2)  # K = 3 bilevel epochs
+    got = {e: [st.gamma for st in s.plan_epoch(e) if st.phase == JOINT] for e in (1, 2, 3)}
+    assert got == {1: [0.0, 0.0], 2: [1.0, 1.0], 3: [2.0, 2.0]}
+    for e in (1, 2, 3):
+        for st in s.plan_epoch(e):
+            if st.phase == JOINT:
+                assert st.sup_weight == 1.0 and st.ssl_weight == st.gamma
+            else:
+                assert (st.sup_weight, st.ssl_weight) == (0.0, 1.0)
+
+
+def test_bljust_step_linear_counts_joint_steps_across_epochs():
+    s = BLJUSTSolver(n_explore=0, n_joint=3, finetune_epochs=0, penalty_schedule="step_linear",
+                     penalty_schedule_conf={"gamma_init": 0.0, "gamma_max": 1.0, "ramp_steps": 4})
+    s.configure(max_epoch=3, n_labeled=3, n_unlabeled=3)
+    gammas = [st.gamma for e in (1, 2, 3) for st in s.plan_epoch(e)]
+    assert gammas == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+def test_bljust_loss_scaling_min_one_over_gamma():
+    s = BLJUSTSolver(n_explore=0, n_joint=1, finetune_epochs=0, penalty_schedule="constant",
+                     penalty_schedule_conf={"gamma": 4.0}, loss_scaling=True)
+    s.configure(max_epoch=1, n_labeled=1, n_unlabeled=1)
+    (st,) = list(s.plan_epoch(1))
+    assert (st.sup_weight, st.ssl_weight, st.gamma) == (0.25, 1.0, 4.0)
+
+
+def test_bljust_finetune_lr_scale_only_in_finetune_epochs():
+    s = BLJUSTSolver(n_explore=1, n_joint=1, finetune_epochs=1, finetune_lr_scale=0.1)
+    s.configure(max_epoch=2, n_labeled=1, n_unlabeled=1)
+    assert {st.lr_scale for st in s.plan_epoch(1)} == {1.0}
+    assert {st.lr_scale for st in s.plan_epoch(2)} == {0.1}
+
+
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        ({"n_joint": 0}, "n_joint = 0"),
+        ({"n_explore": -1}, "n_explore must be a non-negative integer"),
+        ({"finetune_lr_scale": 0}, "finetune_lr_scale must be > 0"),
+        ({"penalty_schedule_conf": {"gamma_max": -1}}, "gamma_max must be >= 0"),
+        ({"penalty_schedule": "nope"}, "unknown penalty_schedule"),
+    ],
+)
+def test_bljust_bad_options(kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        BLJUSTSolver(**kwargs)
+
+
+def test_bljust_needs_a_bilevel_epoch():
+    s = BLJUSTSolver(finetune_epochs=3)
+    with pytest.raises(ValueError, match="must be smaller than max_epoch"):
+        s.configure(max_epoch=3, n_labeled=1, n_unlabeled=1)
+
+
+def test_baseline_solvers_plans():
+    sup, pre = SupervisedSolver(), PretrainSolver()
+    ws, alt = WeightedSumSolver(ssl_weight=0.3), AlternatingSolver()
+    for s in (sup, pre, ws, alt):
+        s.configure(max_epoch=2, n_labeled=3, n_unlabeled=5)
+    assert phases(sup, 1) == [UPPER] * 3
+    assert phases(pre, 1) == [LOWER] * 5
+    assert [(st.phase, st.ssl_weight) for st in ws.plan_epoch(2)] == [(JOINT, 0.3)] * 3
+    assert phases(alt, 1) == [LOWER, UPPER] * 3
+    # weights: supervised steps never touch g, SSL steps never touch f
+    assert all(st.ssl_weight == 0 for st in sup.plan_epoch(1))
+    assert all(st.sup_weight == 0 for st in pre.plan_epoch(1))
+
+
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_draws_per_epoch_agree_with_plan(name):
+    s = SOLVERS[name]()
+    s.configure(max_epoch=3, n_labeled=4, n_unlabeled=6)
+    for epoch in (1, 2, 3):
+        plan = list(s.plan_epoch(epoch))
+        lab = sum(st.draws_labeled for st in plan)
+        unlab = sum(st.draws_unlabeled for st in plan)
+        assert s.draws_per_epoch(epoch) == (lab, unlab)
+        assert s.steps_in_epoch(epoch) == len(plan)
+
+
+def test_optimizer_index_per_phase():
+    s = AlternatingSolver(steps_per_epoch=1)
+    s.configure(max_epoch=1, n_labeled=1, n_unlabeled=1)
+    lower, upper = list(s.plan_epoch(1))
+    assert (lower.optim_idx, upper.optim_idx) == (1, 0)
