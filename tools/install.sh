@@ -6,7 +6,8 @@
 #   VENV=/path/to/venv bash tools/install.sh
 #
 # What it does (each step is skipped when already done, so a second run takes seconds):
-#   1. Debian tools the recipes use: sctk (sclite), espeak-ng and sox (embedded corpus).
+#   1. Debian tools the recipes use: sctk (sclite), espeak-ng and sox (embedded corpus), and
+#      shellcheck (the recipe tests lint the shell scripts).
 #   2. A Python 3.11 venv with espnet==202511 and the tested pair torch==2.9.1 + torchaudio==2.9.1
 #      on ONE pip command line, so pip can never swap torch for another build (see README).
 #   3. espnet_bilevel itself, editable, with its test extra.
@@ -27,6 +28,7 @@ missing=()
 [ -x /usr/lib/sctk/bin/sclite ] || command -v sclite >/dev/null 2>&1 || missing+=(sctk)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     log "installing Debian packages: ${missing[*]}"
@@ -38,7 +40,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "         install them by hand (sclite scoring falls back to the pure-Python scorer)."
   fi
 else
-  log "Debian tools present (sctk, espeak-ng, sox)"
+  log "Debian tools present (sctk, espeak-ng, sox, shellcheck)"
 fi
 
 # ---- 2./3. venv + packages --------------------------------------------------------------------
