@@ -108,7 +108,10 @@ class BilevelASRTask(ASRTask):
     # ------------------------------------------------------------------ checks
     @classmethod
     def build_solver(cls, args: argparse.Namespace) -> AbsSolver:
-        solver_class = solver_choices.get_class(args.solver)
+        try:
+            solver_class = solver_choices.get_class(args.solver)
+        except ValueError as e:  # an unknown name from YAML (the CLI checks choices itself)
+            raise BilevelConfigError(str(e)) from None
         conf = dict(args.solver_conf or {})
         _check_conf_keys("solver", args.solver, solver_class, conf)
         try:
@@ -122,9 +125,17 @@ class BilevelASRTask(ASRTask):
         if args.solver is None:
             raise BilevelConfigError(f"--solver must be one of {sorted(SOLVERS)}")
         solver = cls.build_solver(args)
+        try:  # options that depend on max_epoch (e.g. finetune_epochs) are checked here too
+            solver.configure(max_epoch=args.max_epoch, n_labeled=1, n_unlabeled=1)
+        except ValueError as e:
+            raise BilevelConfigError(f"solver {args.solver!r}: {e}") from None
         if args.ssl_loss is not None:
+            try:
+                ssl_class = ssl_loss_choices.get_class(args.ssl_loss)
+            except ValueError as e:
+                raise BilevelConfigError(str(e)) from None
             _check_conf_keys(
-                "ssl_loss", args.ssl_loss, ssl_loss_choices.get_class(args.ssl_loss),
+                "ssl_loss", args.ssl_loss, ssl_class,
                 args.ssl_loss_conf, reserved=("input_size", "encoder_output_size"),
             )
         elif solver.uses_unlabeled and not args.collect_stats:

@@ -60,18 +60,18 @@ def test_joint_step_gradients_are_bljust_updates(model):
         group = model.parameter_group_of(name)
         if group == "phi":
             assert g_g[name] is None, f"{name} received a gradient from the SSL loss"
-            torch.testing.assert_close(g_joint[name], g_f[name], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(g_joint[name], g_f[name], rtol=1e-5, atol=1e-5)
         elif group == "eta":
             assert g_f[name] is None, f"{name} received a gradient from the supervised loss"
             if g_g[name] is not None:  # e.g. an unused codebook row has no gradient at all
-                torch.testing.assert_close(g_joint[name], gamma * g_g[name], rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(g_joint[name], gamma * g_g[name], rtol=1e-5, atol=1e-5)
         else:
             if g_f[name] is None and g_g[name] is None:
                 continue
             expected = (g_f[name] if g_f[name] is not None else 0) + gamma * (
                 g_g[name] if g_g[name] is not None else 0
             )
-            torch.testing.assert_close(g_joint[name], expected, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(g_joint[name], expected, rtol=1e-4, atol=1e-5)
     enc = [n for n in g_joint if n.startswith("encoder.") and g_joint[n] is not None]
     assert enc and any(g_g[n] is not None and g_g[n].abs().sum() > 0 for n in enc)
 
