@@ -1,6 +1,7 @@
 """The task CLI: ESPnet options still work, --print_config shows our registries, every shipped
 config builds, and bad configuration is one clear error before anything is written."""
 import io
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ from espnet_bilevel.testing.task_helpers import train_cmd, write_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_print_config_shows_solver_loss_and_unlabeled_options():
+def test_print_config_shows_solver_loss_and_unlabeled_options(monkeypatch):
     from espnet_bilevel.tasks.bilevel_asr import BilevelASRTask
+
+    monkeypatch.setattr(sys, "argv", ["bilevel_asr_train"])  # ESPnet parses sys.argv here
 
     # (--print_config calls print_config(); ESPnet binds sys.stdout as its default argument at
     # import time, which pytest's capturing cannot see, so write to a buffer here)
