@@ -36,6 +36,9 @@ def _num_batches_per_pass(factory) -> int:
 class BilevelEpochIterator:
     """One epoch of steps: yields ``(spec, micro_index, utt_ids, batch)``.
 
+    ``utt_ids`` is ``{"labeled": [...], "unlabeled": [...]}`` (empty lists for a stream the step
+    does not draw from).
+
     ``micro_index`` runs over 0..accum_grad-1 for each plan step (gradient accumulation draws
     accum_grad mini-batches per optimizer step).  ``data_wait_time`` accumulates the seconds
     spent waiting for the data loaders, for the data-wait share that the trainer reports.
@@ -78,15 +81,15 @@ class BilevelEpochIterator:
         unlab_it = iter(self.unlabeled) if self.unlabeled is not None else None
         for spec in self.plan:
             for micro in range(self.accum_grad):
-                utt_ids: List[str] = []
+                utt_ids: Dict[str, List[str]] = {"labeled": [], "unlabeled": []}
                 batch: Dict[str, torch.Tensor] = {}
                 if spec.draws_labeled:
                     ids, b = self._draw(lab_it, "labeled")
-                    utt_ids += list(ids)
+                    utt_ids["labeled"] = list(ids)
                     batch.update(b)
                 if spec.draws_unlabeled:
                     ids, b = self._draw(unlab_it, "unlabeled")
-                    utt_ids += list(ids)
+                    utt_ids["unlabeled"] = list(ids)
                     for k, v in b.items():
                         if k in UNLAB_KEYS:
                             batch[UNLAB_KEYS[k]] = v

@@ -9,7 +9,7 @@ can split θ / φ / η by module name and the bilevel invariants hold by constru
 * η (the ``ssl_loss`` module of the model) is never touched by the supervised loss f.
 """
 from abc import ABC, abstractmethod
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -64,9 +64,18 @@ class AbsSSLLoss(torch.nn.Module, ABC):
 
     @abstractmethod
     def forward(
-        self, feats: torch.Tensor, feats_lengths: torch.Tensor, backbone: BackboneView
+        self,
+        feats: torch.Tensor,
+        feats_lengths: torch.Tensor,
+        backbone: BackboneView,
+        generators: Optional[Sequence[torch.Generator]] = None,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Compute the loss on a padded batch of normalized features (B, T, F).
+
+        ``generators`` (one CPU generator per row, seeded by the trainer from the utterance id
+        and the step) make a row's random choices independent of which other utterances share
+        its batch, so results do not depend on batch composition or the number of DDP ranks.
+        Losses draw from them where they can; ``None`` means the global RNG.
 
         Returns (scalar loss averaged over the batch, stats).  Stats are detached scalars; they
         appear in the training log with the prefix of the loss (e.g. ``ssl_acc``).

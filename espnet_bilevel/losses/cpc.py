@@ -5,7 +5,7 @@ the encodings of the future frames from the last context frame with a linear pre
 scores the predictions with InfoNCE (cosine similarity, temperature 0.1, in-batch negatives).
 This module does the same on normalized features with any ESPnet encoder as backbone.
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -55,9 +55,14 @@ class CPCLoss(AbsSSLLoss):
         predictor (str, default "per_offset"): ``"per_offset"`` = one Linear(D, D) per step k
             (classic CPC W_k); ``"chained"`` = one Linear(D, D) applied k times (the BL-JUST
             code's autoregressive predictor).
-        num_negatives (int or None, default None): None = in-batch negatives, i.e. every other
-            (utterance, step) target of the batch, as in the paper's code; an int K samples K of
-            them per row without replacement (clipped to what is available).
+        num_negatives (int or None, default None): None = every candidate of the pool (see
+            ``negatives_from``); an int K samples K of them per row without replacement
+            (clipped to what is available).
+        negatives_from (str, default "batch"): ``"batch"`` = the other (utterance, step)
+            targets of the whole batch, as in the paper's code; ``"utterance"`` = the other
+            targets of the same utterance only.  With "utterance" the loss of an utterance
+            depends on that utterance alone (the batch loss is the mean over utterances), which
+            makes training independent of batch composition and DDP world size.
         temperature (float, default 0.1): InfoNCE temperature (BL-JUST code's value).
         similarity (str, default "cosine"): ``"cosine"`` (BL-JUST) or ``"dot"``.
         eval_seed (int, default 0): seed of the generator used for negative sampling in eval
@@ -84,6 +89,7 @@ class CPCLoss(AbsSSLLoss):
         temperature: float = 0.1,
         similarity: str = "cosine",
         eval_seed: int = 0,
+        negatives_from: str = "batch",
     ):
         super().__init__()
         if context_frames < 1 or future_frames < 1:
@@ -92,6 +98,8 @@ class CPCLoss(AbsSSLLoss):
             raise ValueError("prediction_steps must be >= 1")
         if predictor not in ("per_offset", "chained"):
             raise ValueError(f"predictor must be 'per_offset' or 'chained', got {predictor!r}")
+        if negatives_from not in ("batch", "utterance"):
+            raise ValueError(f"negatives_from must be 'batch' or 'utterance', got {negatives_from!r}")
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
         self.input_size = input_size
@@ -104,6 +112,7 @@ class CPCLoss(AbsSSLLoss):
         self.temperature = temperature
         self.similarity = similarity
         self.eval_seed = eval_seed
+        self.negatives_from = negatives_from
         d = encoder_output_size
         n_maps = prediction_steps if predictor == "per_offset" else 1
         self.predictors = torch.nn.ModuleList([torch.nn.Linear(d, d) for _ in range(n_maps)])
@@ -114,12 +123,14 @@ class CPCLoss(AbsSSLLoss):
         lengths: torch.Tensor,
         backbone: BackboneView,
         generator: Optional[torch.Generator] = None,
+        generators: Optional[Sequence[torch.Generator]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Choose the windows of each utterance.
 
         Returns (context_start, context_len, future_len, used), all (B,) on ``lengths.device``;
         the future window starts at ``context_start + context_len`` (the split point).  Uses the
-        global RNG (or ``generator``) in training mode and no randomness in eval mode.
+        global RNG (or ``generator``, or one generator per row in ``generators``) in training
+        mode and no randomness in eval mode.
         """
         device = lengths.device
         lens = lengths.detach().long()
@@ -132,7 +143,10 @@ class CPCLoss(AbsSSLLoss):
         )
         slack = (lens - ctx_len - fut_len).clamp(min=0)
         if self.training:
-            u = torch.rand(lens.shape, generator=generator).to(device)
+            if generators is not None:
+                u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(device)
+            else:
+                u = torch.rand(lens.shape, generator=generator).to(device)
             start = (u * (slack + 1).to(u.dtype)).floor().long().clamp(max=slack)
         else:
             start = slack // 2
@@ -154,13 +168,20 @@ class CPCLoss(AbsSSLLoss):
         return sum((p.sum() * 0.0 for p in self.parameters()), feats.sum() * 0.0)
 
     def forward(
-        self, feats: torch.Tensor, feats_lengths: torch.Tensor, backbone: BackboneView
+        self,
+        feats: torch.Tensor,
+        feats_lengths: torch.Tensor,
+        backbone: BackboneView,
+        generators: Optional[Sequence[torch.Generator]] = None,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         bsz = feats.size(0)
         gen = None
         if not self.training:
             gen = torch.Generator().manual_seed(self.eval_seed)
-        start, ctx_len, fut_len, used = self.plan_segments(feats_lengths, backbone)
+            generators = None
+        start, ctx_len, fut_len, used = self.plan_segments(
+            feats_lengths, backbone, generators=generators
+        )
         used_frac = used.float().mean() if bsz > 0 else feats.new_zeros(())
         if not bool(used.any()):
             zero = self._zero_loss(feats)
@@ -188,6 +209,10 @@ class CPCLoss(AbsSSLLoss):
 
         anchors = preds[valid]
         positives = targets[valid]
+        if self.negatives_from == "utterance":
+            row_utt = torch.arange(u, device=preds.device)[:, None].expand(-1, k)[valid]
+            loss, acc = self._utterance_nce(anchors, positives, row_utt, sel, generators, gen)
+            return loss, {"acc": acc.detach(), "used_frac": used_frac.detach()}
         if self.num_negatives is None:
             loss, acc = info_nce(anchors, positives, None, self.temperature, self.similarity)
         else:
@@ -197,3 +222,36 @@ class CPCLoss(AbsSSLLoss):
                 anchors, positives, positives[idx], self.temperature, self.similarity, negatives_mask=neg_valid
             )
         return loss, {"acc": acc.detach(), "used_frac": used_frac.detach()}
+
+    def _utterance_nce(self, anchors, positives, row_utt, sel, generators, gen):
+        """InfoNCE against the other targets of the same utterance, averaged per utterance
+        first, so an utterance's loss does not depend on the rest of the batch."""
+        if self.num_negatives is None or generators is None:
+            idx, neg_valid = sample_negative_indices(row_utt, self.num_negatives, generator=gen)
+        else:
+            # draw each utterance's negatives from that utterance's own generator
+            n = row_utt.numel()
+            k_max = 0
+            parts = []
+            for j in torch.unique(row_utt).tolist():
+                rows = (row_utt == j).nonzero(as_tuple=True)[0]
+                i_loc, v_loc = sample_negative_indices(
+                    torch.zeros(rows.numel(), dtype=torch.long), self.num_negatives,
+                    generator=generators[int(sel[j])],
+                )
+                parts.append((rows, rows.cpu()[i_loc], v_loc))
+                k_max = max(k_max, i_loc.size(1))
+            idx = torch.arange(n)[:, None].repeat(1, k_max)
+            neg_valid = torch.zeros(n, k_max, dtype=torch.bool)
+            for rows, i_glob, v_loc in parts:
+                idx[rows.cpu(), : i_glob.size(1)] = i_glob
+                neg_valid[rows.cpu(), : v_loc.size(1)] = v_loc
+            idx, neg_valid = idx.to(anchors.device), neg_valid.to(anchors.device)
+        per_row, acc = info_nce(
+            anchors, positives, positives[idx], self.temperature, self.similarity,
+            negatives_mask=neg_valid, reduction="none",
+        )
+        n_utt = int(row_utt.max()) + 1
+        sums = per_row.new_zeros(n_utt).index_add(0, row_utt, per_row)
+        counts = per_row.new_zeros(n_utt).index_add(0, row_utt, torch.ones_like(per_row))
+        return (sums / counts.clamp(min=1)).mean(), acc

@@ -34,6 +34,7 @@ def info_nce(
     temperature: float = 0.1,
     similarity: str = "cosine",
     negatives_mask: Optional[torch.Tensor] = None,
+    reduction: str = "mean",
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE loss with the positive at logit index 0.
 
@@ -50,6 +51,7 @@ def info_nce(
             fewer available distractors than K, and distractors identical to the positive (the
             wav2vec 2.0 rule), are handled without ragged tensors.  Only allowed with explicit
             ``negatives``.
+        reduction: ``"mean"`` over the N rows, or ``"none"`` for the (N,) per-row losses.
 
     Returns:
         (loss, accuracy): the cross-entropy averaged over the N rows, and the fraction of rows
@@ -92,7 +94,9 @@ def info_nce(
         logits = torch.cat([pos[:, None], neg], dim=1)
 
     target = torch.zeros(n, dtype=torch.long, device=logits.device)
-    loss = F.cross_entropy(logits, target)
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    loss = F.cross_entropy(logits, target, reduction=reduction)
     with torch.no_grad():
         if logits.size(1) > 1:
             correct = logits[:, 0] > logits[:, 1:].max(dim=1).values

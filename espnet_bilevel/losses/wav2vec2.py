@@ -6,7 +6,7 @@ frames at a time (s = encoder subsampling), so there is exactly one quantized ta
 frame, and masking replaces input frames by a learned embedding before the encoder runs.
 """
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -214,8 +214,15 @@ class Wav2Vec2Loss(AbsSSLLoss):
         return mask_out, mask_in, out_lens
 
     def forward(
-        self, feats: torch.Tensor, feats_lengths: torch.Tensor, backbone: BackboneView
+        self,
+        feats: torch.Tensor,
+        feats_lengths: torch.Tensor,
+        backbone: BackboneView,
+        generators: Optional[Sequence[torch.Generator]] = None,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        # ``generators`` is accepted for the common interface but not used: wav2vec 2.0's
+        # diversity loss and frame-weighted contrastive mean are batch-level by design, so this
+        # loss depends on batch composition (and on the DDP world size) whatever the masks.
         if backbone.subsampling != self.subsampling:
             raise ValueError(
                 f"Wav2Vec2Loss was built for subsampling={self.subsampling} but the backbone "

@@ -136,9 +136,16 @@ class BilevelASRModel(ESPnetASRModel):
 
     # ------------------------------------------------------------------ losses
     def ssl_forward(
-        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        row_seeds: Optional[List[int]] = None,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        """g(θ, η) on a batch of raw (unlabeled) speech."""
+        """g(θ, η) on a batch of raw (unlabeled) speech.
+
+        ``row_seeds`` (one per utterance, from the trainer) seed per-row generators so each
+        utterance's random choices (e.g. CPC split points) do not depend on its batch-mates.
+        """
         if self.ssl_loss is None:
             raise RuntimeError(
                 "this step needs the SSL loss g, but the model has no ssl_loss "
@@ -146,7 +153,10 @@ class BilevelASRModel(ESPnetASRModel):
             )
         speech = speech[:, : speech_lengths.max()]
         feats, feats_lengths = self.extract_normalized_feats(speech, speech_lengths)
-        loss, stats = self.ssl_loss(feats, feats_lengths, self.backbone_view())
+        generators = None
+        if row_seeds is not None and self.training:
+            generators = [torch.Generator().manual_seed(int(s)) for s in row_seeds]
+        loss, stats = self.ssl_loss(feats, feats_lengths, self.backbone_view(), generators)
         return loss, {f"ssl_{k}": v for k, v in stats.items()}
 
     def forward(
@@ -159,6 +169,7 @@ class BilevelASRModel(ESPnetASRModel):
         speech_unlab_lengths: torch.Tensor = None,
         sup_weight: float = None,
         ssl_weight: float = None,
+        ssl_row_seeds: Optional[List[int]] = None,
         **kwargs,
     ):
         if sup_weight is None and ssl_weight is None:
@@ -186,7 +197,9 @@ class BilevelASRModel(ESPnetASRModel):
         if ssl_weight > 0:
             if speech_unlab is None:
                 raise RuntimeError("an SSL step needs speech_unlab (unlabeled batch)")
-            loss_ssl, ssl_stats = self.ssl_forward(speech_unlab, speech_unlab_lengths)
+            loss_ssl, ssl_stats = self.ssl_forward(
+                speech_unlab, speech_unlab_lengths, row_seeds=ssl_row_seeds
+            )
             stats.update(ssl_stats)
             stats["loss_ssl"] = loss_ssl.detach()
             loss = ssl_weight * loss_ssl if loss is None else loss + ssl_weight * loss_ssl

@@ -30,7 +30,12 @@ def _tone_audio(text: str, rng: np.random.RandomState, char_sec: float = 0.12) -
     return (x + 0.01 * rng.randn(len(x))).astype(np.float32)
 
 
-def _write_split(root: Path, name: str, n: int, rng_py: random.Random, rng_np, with_text=True):
+def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), dtype=x.dtype)])
+
+
+def _write_split(root: Path, name: str, n: int, rng_py: random.Random, rng_np, with_text=True,
+                 fixed_seconds=None):
     d = root / "data" / name
     wav_dir = root / "wav" / name
     d.mkdir(parents=True, exist_ok=True)
@@ -45,7 +50,10 @@ def _write_split(root: Path, name: str, n: int, rng_py: random.Random, rng_np, w
         spk = f"spk{i % 2}"
         uid = f"{spk}-{name}-{i:04d}"
         path = wav_dir / f"{uid}.wav"
-        sf.write(path, _tone_audio(text, rng_np), FS, subtype="PCM_16")
+        audio = _tone_audio(text, rng_np)
+        if fixed_seconds is not None:
+            audio = _fit_length(audio, int(fixed_seconds * FS))
+        sf.write(path, audio, FS, subtype="PCM_16")
         rows.append((uid, spk, str(path), text))
     rows.sort()
     with open(d / "wav.scp", "w") as f:
@@ -59,15 +67,23 @@ def _write_split(root: Path, name: str, n: int, rng_py: random.Random, rng_np, w
 
 
 def make_dummy_corpus(
-    root, n_labeled: int = 8, n_unlabeled: int = 12, n_dev: int = 4, seed: int = 0
+    root, n_labeled: int = 8, n_unlabeled: int = 12, n_dev: int = 4, seed: int = 0,
+    fixed_seconds: float = None,
 ) -> Dict[str, Path]:
-    """Write data/{train,train_unlab,dev}/ Kaldi dirs and a char token list under ``root``."""
+    """Write data/{train,train_unlab,dev}/ Kaldi dirs and a char token list under ``root``.
+
+    ``fixed_seconds`` makes every utterance exactly that long (padding/trimming), e.g. for the
+    DDP test: ESPnet's conv subsampling makes an utterance's encoder length depend on the padded
+    length of its batch, so only equal lengths make a 2-rank batch split exactly comparable.
+    """
     root = Path(root)
     rng_py, rng_np = random.Random(seed), np.random.RandomState(seed)
+    fs = fixed_seconds
     dirs = {
-        "train": _write_split(root, "train", n_labeled, rng_py, rng_np),
-        "train_unlab": _write_split(root, "train_unlab", n_unlabeled, rng_py, rng_np, False),
-        "dev": _write_split(root, "dev", n_dev, rng_py, rng_np),
+        "train": _write_split(root, "train", n_labeled, rng_py, rng_np, fixed_seconds=fs),
+        "train_unlab": _write_split(root, "train_unlab", n_unlabeled, rng_py, rng_np, False,
+                                    fixed_seconds=fs),
+        "dev": _write_split(root, "dev", n_dev, rng_py, rng_np, fixed_seconds=fs),
     }
     tokens = ["<blank>", "<unk>", "<space>"] + list(ALPHABET) + ["<sos/eos>"]
     token_list = root / "data" / "tokens.txt"

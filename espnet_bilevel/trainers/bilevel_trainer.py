@@ -17,6 +17,7 @@ Per-step records (phase, γ, f, g, lr) go to ``<output_dir>/steps/epoch<k>.jsonl
 file of an epoch is rewritten when the epoch is re-run after a resume.
 """
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -123,8 +124,13 @@ class BilevelTrainer(Trainer):
         t_step = time.perf_counter()
         wait_at_step_start = 0.0
         try:
-            for spec, micro, _utt_ids, batch in iterator:
+            for spec, micro, utt_ids, batch in iterator:
                 batch = to_device(batch, device)
+                if spec.draws_unlabeled:
+                    batch["ssl_row_seeds"] = [
+                        row_seed(options.seed, epoch, istep + 1, micro, uid)
+                        for uid in utt_ids["unlabeled"]
+                    ]
                 if options.no_forward_run:
                     all_steps_are_invalid = False
                     continue
@@ -282,6 +288,13 @@ class BilevelTrainer(Trainer):
             if distributed:
                 iterator_stop.fill_(1)
                 torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+
+
+def row_seed(seed: int, epoch: int, step: int, micro: int, utt_id: str) -> int:
+    """A 63-bit seed for one utterance at one step: the same on every rank and for every batch
+    composition, so SSL randomness (CPC split points, ...) is independent of DDP sharding."""
+    digest = hashlib.blake2b(f"{seed}|{epoch}|{step}|{micro}|{utt_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") & ((1 << 63) - 1)
 
 
 def _f(x) -> Optional[float]:
