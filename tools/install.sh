@@ -57,6 +57,10 @@ else
   log "installing espnet==202511 + ${TORCH_PINS[*]} + espnet_bilevel (editable) ..."
   # One command line: the torch pins and espnet's setuptools<74 pin are resolved together.
   "${PIP[@]}" install -q -e "$root[test]" "${TORCH_PINS[@]}"
+  # Speech2Text.from_pretrained / packed-model loading: espnet_model_zoo 0.1.7 is the newest for
+  # Python 3.11; --no-deps keeps it from re-resolving torch, its two real needs come next.
+  "${PIP[@]}" install -q --no-deps espnet_model_zoo==0.1.7
+  "${PIP[@]}" install -q pandas huggingface_hub "${TORCH_PINS[@]}"
   echo "$want" > "$stamp"
 fi
 

@@ -168,6 +168,8 @@ class BilevelASRTask(ASRTask):
         if isinstance(args.token_list, str):
             _exists(args.token_list, "--token_list")
 
+        cls.check_data_files(args)
+
         if not args.collect_stats and solver.uses_unlabeled:
             if not args.train_unlab_data_path_and_name_and_type:
                 raise BilevelConfigError(
@@ -185,6 +187,52 @@ class BilevelASRTask(ASRTask):
                         "--train_unlab_data_path_and_name_and_type: the data name must be "
                         f"'speech' (got {triple[1]!r} for {triple[0]})"
                     )
+
+    @classmethod
+    def check_data_files(cls, args: argparse.Namespace) -> None:
+        """Cheap whole-corpus checks of the data triples, so that a bad corpus fails now with
+        the file and utterance named, not hours into training: duplicated ids, audio paths
+        that do not exist, empty transcripts, and ids that differ between a stream's files.
+        (Reading every audio file is the recipe's validation stage: validate_data_dir.)"""
+        from espnet_bilevel.data.kaldi_dir import DataError, _compare_ids, _examples, read_table
+
+        streams = (
+            ("--train_data_path_and_name_and_type", args.train_data_path_and_name_and_type),
+            ("--valid_data_path_and_name_and_type", args.valid_data_path_and_name_and_type),
+            ("--train_unlab_data_path_and_name_and_type",
+             args.train_unlab_data_path_and_name_and_type),
+        )
+        try:
+            for option, triples in streams:
+                ids = {}
+                for path, name, dtype in triples or []:
+                    if dtype not in ("sound", "text"):
+                        continue  # other types (kaldi_ark, npy, ...) are read by ESPnet as is
+                    table = read_table(path)
+                    if not table:
+                        raise DataError(f"{path} ({option}): no entries")
+                    if dtype == "sound":
+                        missing = [k for k, v in table.items()
+                                   if not v.rstrip().endswith("|") and not Path(v).exists()]
+                        if missing:
+                            raise DataError(
+                                f"{path} ({option}): {len(missing)} audio file(s) not found, "
+                                f"e.g. {missing[0]} -> {table[missing[0]]}"
+                            )
+                    else:
+                        empty = [k for k, v in table.items() if not v.strip()]
+                        if empty:
+                            raise DataError(
+                                f"{path} ({option}): {len(empty)} empty transcript(s): "
+                                f"{_examples(empty)}"
+                            )
+                    ids[path] = table.keys()
+                paths = list(ids)
+                for other in paths[1:]:
+                    _compare_ids(Path(paths[0]).name, ids[paths[0]], Path(other).name,
+                                 ids[other], Path(f"{option} {paths[0]} vs {other}"))
+        except DataError as e:
+            raise BilevelConfigError(str(e)) from None
 
     # ------------------------------------------------------------------ model / optimizers
     @classmethod

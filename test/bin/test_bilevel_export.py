@@ -73,3 +73,27 @@ def test_export_errors_name_the_file(tmp_path, capsys):
     assert e.value.code == 1
     assert "nope.yaml" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_exported_model_packs_and_loads_with_from_pretrained(trained, tiny_stats, tmp_path,
+                                                             monkeypatch):
+    import soundfile as sf
+    from espnet2.bin.asr_inference import Speech2Text
+    from espnet2.bin.pack import main as pack_main
+
+    from espnet_bilevel.bin.bilevel_export import export
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = export(trained / "config.yaml", trained / "valid.cer_ctc.ave.pth", tmp_path / "export")
+    zip_path = tmp_path / "packed.zip"
+    pack_main(cmd=["asr", "--asr_train_config", str(out / "config.yaml"),
+                   "--asr_model_file", str(out / "model.pth"),
+                   "--option", str(tiny_stats / "train" / "feats_stats.npz"),
+                   "--outpath", str(zip_path)])
+    assert zip_path.exists()
+    s2t = Speech2Text.from_pretrained(str(zip_path), device="cpu", beam_size=1, ctc_weight=1.0,
+                                      lm_weight=0.0)
+    wav = next(iter(Path(trained).parents[1].glob("**/dev/*.wav")), None)
+    speech = torch.randn(16000) * 0.1 if wav is None else torch.tensor(sf.read(wav)[0])
+    results = s2t(speech.float())
+    assert isinstance(results[0][0], str)

@@ -109,3 +109,45 @@ def test_unknown_names_and_yaml_keys_are_clear_errors(overrides, message, tmp_pa
         main(train_cmd(tiny_corpus, tiny_stats, tmp_path / "exp", cfg))
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _corrupt_copy(corpus, tmp_path, split, fname, edit):
+    """A copy of one data dir of the tiny corpus with one file edited."""
+    import shutil
+
+    new = tmp_path / f"bad_{split}"
+    shutil.copytree(corpus[split], new)
+    path = new / fname
+    path.write_text(edit(path.read_text()))
+    return new
+
+
+DATA_CASES = {
+    "missing_audio": ("train", "wav.scp",
+                      lambda t: t.replace(t.split()[1], "/nonexistent/a.wav", 1),
+                      "audio file(s) not found"),
+    "empty_transcript": ("train", "text",
+                         lambda t: "\n".join([t.splitlines()[0].split()[0]] + t.splitlines()[1:]) + "\n",
+                         "empty transcript"),
+    "ids_differ": ("train", "text", lambda t: "\n".join(t.splitlines()[1:]) + "\n",
+                   "only in wav.scp"),
+    "duplicated_id": ("train", "text", lambda t: t + t.splitlines()[0] + "\n", "duplicated id"),
+    "empty_unlabeled_set": ("train_unlab", "wav.scp", lambda t: "", "no entries"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_bad_data_is_one_clear_error_naming_the_file(case, tmp_path, tiny_corpus, tiny_stats,
+                                                     capsys):
+    from espnet_bilevel.bin.bilevel_asr_train import main
+
+    split, fname, edit, message = DATA_CASES[case]
+    corpus = dict(tiny_corpus)
+    corpus[split] = _corrupt_copy(tiny_corpus, tmp_path, split, fname, edit)
+    out = tmp_path / "exp"
+    with pytest.raises(SystemExit) as e:
+        main(train_cmd(corpus, tiny_stats, out, write_config(tmp_path / "c.yaml")))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and str(corpus[split]) in err
+    assert not (out / "config.yaml").exists()

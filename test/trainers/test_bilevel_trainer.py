@@ -93,7 +93,9 @@ def test_resume_after_interruption_matches_uninterrupted_run(
 ):
     from espnet_bilevel.trainers.bilevel_trainer import BilevelTrainer
 
-    cfg = _config(tmp_path, solver)
+    # with batch-level lr schedulers on both optimizers, so their state must be restored too
+    cfg = _config(tmp_path, solver, scheduler="warmuplr", scheduler_conf={"warmup_steps": 3},
+                  scheduler2="warmuplr", scheduler2_conf={"warmup_steps": 5})
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     run_task(train_cmd(tiny_corpus, tiny_stats, full, cfg))
 
@@ -117,6 +119,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     ca = torch.load(full / "checkpoint.pth", map_location="cpu", weights_only=False)
     cb = torch.load(resumed / "checkpoint.pth", map_location="cpu", weights_only=False)
+    assert ca["schedulers"] == cb["schedulers"] and ca["schedulers"][0] is not None
     for oa, ob in zip(ca["optimizers"], cb["optimizers"]):
         for sa, sb in zip(oa["state"].values(), ob["state"].values()):
             for key in sa:
