@@ -41,12 +41,16 @@ def get_parser():
 
 def main(cmd=None):
     from espnet_bilevel.tasks.bilevel_asr import BilevelASRTask, BilevelConfigError
+    from espnet_bilevel.trainers.bilevel_trainer import NonFiniteTrainingError
 
     try:
         BilevelASRTask.main(cmd=cmd)
     except BilevelConfigError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         sys.exit(2)
+    except NonFiniteTrainingError as e:
+        print(f"ERROR: {e}", file=sys.stderr)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,15 @@
 Per-step records (phase, γ, f, g, lr) go to ``<output_dir>/steps/epoch<k>.jsonl`` on rank 0; the
 file of an epoch is rewritten when the epoch is re-run after a resume.
 """
+import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
-from typing import Iterable, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 from espnet2.schedulers.abs_scheduler import AbsBatchStepScheduler, AbsScheduler
@@ -31,6 +34,7 @@ from espnet2.train import trainer as espnet_trainer_module
 from espnet2.train.distributed_utils import DistributedOption
 from espnet2.train.reporter import SubReporter
 from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet_bilevel.solvers.step_plan import JOINT, LOWER, UPPER
 
@@ -82,9 +86,45 @@ class _StepLog:
             self.f.close()
 
 
+LEVEL_NAMES = {
+    LOWER: "lower level (SSL loss g)",
+    UPPER: "upper level (supervised loss f)",
+    JOINT: "joint step (f + gamma*g)",
+}
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive steps of one level had a non-finite loss or gradient."""
+
+
+@dataclasses.dataclass
+class BilevelTrainerOptions(TrainerOptions):
+    max_bad_steps: int = 20
+
+
 class BilevelTrainer(Trainer):
+    # consecutive non-finite steps per level; reset at the start of every run
+    _bad_steps: Dict[str, int] = {}
+
+    @classmethod
+    def build_options(cls, args: argparse.Namespace) -> BilevelTrainerOptions:
+        return build_dataclass(BilevelTrainerOptions, args)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group("Bilevel trainer related")
+        group.add_argument(
+            "--max_bad_steps",
+            type=int,
+            default=20,
+            help="Stop with an error after this many consecutive steps of the same level "
+            "(SSL, supervised or joint) whose loss or gradient is NaN/inf; such steps are "
+            "skipped and counted (stat skipped_steps)",
+        )
+
     @classmethod
     def run(cls, *args, **kwargs) -> None:
+        cls._bad_steps = {}
         # Our averaging has ESPnet's signature and file names; patch it in only for this run.
         from espnet_bilevel.checkpoints.average_nbest import average_nbest_models
 
@@ -172,16 +212,15 @@ class BilevelTrainer(Trainer):
                 )
                 if not isinstance(grad_norm, torch.Tensor):
                     grad_norm = torch.tensor(grad_norm)
-                if not torch.isfinite(grad_norm):
-                    logging.warning(
-                        f"epoch {epoch} step {istep} ({spec.phase}): grad norm {grad_norm}; "
-                        "skipping this update"
-                    )
+                finite_loss = record_loss is None or math.isfinite(record_loss)
+                if not torch.isfinite(grad_norm) or not finite_loss:
+                    cls._count_bad_step(spec, stats, epoch, istep, grad_norm, options)
                     if scaler is not None:
                         scaler.step(optimizer)
                         scaler.update()
                     reporter.register({"skipped_steps": 1.0})
                 else:
+                    cls._bad_steps[spec.phase] = 0
                     all_steps_are_invalid = False
                     with reporter.measure_time("optim_step_time"):
                         with _scaled_lr(optimizer, spec.lr_scale):
@@ -252,6 +291,29 @@ class BilevelTrainer(Trainer):
         finally:
             steplog.close()
         return all_steps_are_invalid
+
+    @classmethod
+    def _count_bad_step(cls, spec, stats, epoch, istep, grad_norm, options) -> None:
+        """Skip (the caller does) and count a non-finite step; too many in a row is an error
+        that names the level, so a diverging SSL loss is not mistaken for a CTC problem."""
+        n = cls._bad_steps.get(spec.phase, 0) + 1
+        cls._bad_steps[spec.phase] = n
+        level = LEVEL_NAMES[spec.phase]
+        if spec.phase == JOINT:
+            for key, name in (("loss_ssl", LEVEL_NAMES[LOWER]), ("loss_sup", LEVEL_NAMES[UPPER])):
+                v = stats.get(key)
+                if v is not None and not torch.isfinite(torch.as_tensor(v)).all():
+                    level = f"{level}: {name}"
+        logging.warning(
+            f"epoch {epoch} step {istep}: non-finite loss or gradient (grad norm {float(grad_norm)})"
+            f" in the {level}; update skipped ({n} in a row)"
+        )
+        if n >= options.max_bad_steps:
+            raise NonFiniteTrainingError(
+                f"{n} consecutive steps of the {level} had a non-finite loss or gradient "
+                f"(last: epoch {epoch}, step {istep}); stopping. Lower the learning rate or "
+                f"gamma, check the input data, or raise --max_bad_steps."
+            )
 
     @classmethod
     @torch.no_grad()

@@ -124,3 +124,44 @@ def test_resume_after_interruption_matches_uninterrupted_run(
         for sa, sb in zip(oa["state"].values(), ob["state"].values()):
             for key in sa:
                 torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-6)
+
+
+def _nan_ssl(monkeypatch, n_bad):
+    """Make the first ``n_bad`` SSL losses NaN (None = all of them)."""
+    from espnet_bilevel.models.bilevel_asr_model import BilevelASRModel
+
+    original = BilevelASRModel.ssl_forward
+    calls = {"n": 0}
+
+    def ssl_forward(self, *args, **kwargs):
+        loss, stats = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if self.training and (n_bad is None or calls["n"] <= n_bad):
+            loss = loss * float("nan")
+        return loss, stats
+
+    monkeypatch.setattr(BilevelASRModel, "ssl_forward", ssl_forward)
+
+
+def test_a_nan_step_is_skipped_counted_and_training_goes_on(tmp_path, tiny_corpus, tiny_stats,
+                                                             monkeypatch):
+    _nan_ssl(monkeypatch, n_bad=1)
+    exp = tmp_path / "exp"
+    run_task(train_cmd(tiny_corpus, tiny_stats, exp, _config(tmp_path, "bljust")))
+    steps = _steps(exp, 1)
+    assert math.isnan(steps[0]["loss"]) and all(math.isfinite(s["loss"]) for s in steps[1:])
+    state = _final_state(exp)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_consecutive_nan_steps_stop_with_an_error_naming_the_level(tmp_path, tiny_corpus,
+                                                                   tiny_stats, monkeypatch, capsys):
+    from espnet_bilevel.bin.bilevel_asr_train import main
+
+    _nan_ssl(monkeypatch, n_bad=None)
+    with pytest.raises(SystemExit) as e:
+        main(train_cmd(tiny_corpus, tiny_stats, tmp_path / "exp", _config(tmp_path, "bljust"),
+                       extra=["--max_bad_steps", "2"]))
+    assert e.value.code == 3
+    err = capsys.readouterr().err
+    assert "2 consecutive steps of the lower level (SSL loss g)" in err
