@@ -15,12 +15,14 @@ the shorter stream simply cycles.
 .. note:: The unlabeled stream's batches appear in the model batch as ``speech_unlab`` /
    ``speech_unlab_lengths``; the labeled stream's keep ESPnet's names (``speech``, ``text``, ...).
 """
+import itertools
 import logging
 import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from torch.utils.data import DataLoader
 
 from espnet_bilevel.solvers.bilevel_solvers import AbsSolver
 from espnet_bilevel.solvers.step_plan import StepSpec
@@ -31,6 +33,21 @@ UNLAB_SEED_OFFSET = 7919  # decorrelates the two streams' shuffles (both start f
 
 def _num_batches_per_pass(factory) -> int:
     return len(factory.sampler)
+
+
+def _skip_batches(loader, n: int):
+    if loader is None or n == 0:
+        return loader
+    if isinstance(loader, DataLoader) and isinstance(loader.batch_sampler, list):
+        return DataLoader(
+            dataset=loader.dataset,
+            batch_sampler=loader.batch_sampler[n:],
+            num_workers=loader.num_workers,
+            pin_memory=loader.pin_memory,
+            worker_init_fn=loader.worker_init_fn,
+            collate_fn=loader.collate_fn,
+        )
+    return itertools.islice(loader, n, None)
 
 
 class BilevelEpochIterator:
@@ -60,6 +77,20 @@ class BilevelEpochIterator:
         self.unlabeled = unlabeled
         self.accum_grad = accum_grad
         self.data_wait_time = 0.0
+
+    def skip_steps(self, n_steps: int) -> None:
+        """Drop the first ``n_steps`` plan steps and the batches they would have drawn (for a
+        mid-epoch resume).  ESPnet DataLoaders are rebuilt on the remaining batch list, so the
+        skipped audio is never loaded."""
+        plan = iter(self.plan)
+        n_lab = n_unlab = 0
+        for _ in range(n_steps):
+            spec = next(plan)
+            n_lab += spec.draws_labeled * self.accum_grad
+            n_unlab += spec.draws_unlabeled * self.accum_grad
+        self.plan = plan
+        self.labeled = _skip_batches(self.labeled, n_lab)
+        self.unlabeled = _skip_batches(self.unlabeled, n_unlab)
 
     def __len__(self) -> int:
         return self.num_steps

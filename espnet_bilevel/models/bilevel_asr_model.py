@@ -100,11 +100,17 @@ class BilevelASRModel(ESPnetASRModel):
         positions = torch.arange(t_max, device=device)
         mask = (positions[None, :] < feats_lengths[:, None])[:, None, :]  # (B, 1, T), True = valid
         x = torch.zeros(1, t_max, self._encoder_input_size(), device=device)
-        with torch.no_grad():
-            try:
+        # eval mode for the probe: the input layer's positional dropout must not draw from the
+        # global RNG (that would make dropout masks depend on when the probe first ran)
+        was_training = embed.training
+        embed.eval()
+        try:
+            with torch.no_grad():
                 _, out_mask = embed(x, mask)
-            except TypeError:  # input layers without a mask argument keep the frame rate
-                return feats_lengths.clone()
+        except TypeError:  # input layers without a mask argument keep the frame rate
+            return feats_lengths.clone()
+        finally:
+            embed.train(was_training)
         if out_mask is None:
             return feats_lengths.clone()
         return out_mask.squeeze(1).sum(dim=-1).to(feats_lengths.dtype)

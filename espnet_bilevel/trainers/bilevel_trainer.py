@@ -23,7 +23,10 @@ import hashlib
 import json
 import logging
 import math
+import os
+import signal
 import time
+from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence
 
 import torch
@@ -37,6 +40,13 @@ from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 
 from espnet_bilevel.solvers.step_plan import JOINT, LOWER, UPPER
+from espnet_bilevel.trainers.step_checkpoint import (
+    atomic_torch_saves,
+    load_resumable_step_checkpoint,
+    restore,
+    save_step_checkpoint,
+    set_rng_state,
+)
 
 try:  # the GradScaler/autocast pair ESPnet's own trainer uses
     from torch.cuda.amp import GradScaler, autocast
@@ -66,16 +76,21 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class _StepLog:
-    """Rank-0 JSON-lines log of every step of one epoch (for f/g/γ plots)."""
+    """Rank-0 JSON-lines log of every step of one epoch (for f/g/γ plots).  A re-run epoch
+    rewrites its file; a mid-epoch resume keeps the lines of the steps before it."""
 
-    def __init__(self, output_dir: Optional[str], epoch: int, enabled: bool):
+    def __init__(self, output_dir: Optional[str], epoch: int, enabled: bool, keep_steps: int = 0):
         self.f = None
         if enabled and output_dir is not None:
-            from pathlib import Path
-
             d = Path(output_dir) / "steps"
             d.mkdir(parents=True, exist_ok=True)
-            self.f = open(d / f"epoch{epoch}.jsonl", "w", encoding="utf-8")
+            path = d / f"epoch{epoch}.jsonl"
+            kept = []
+            if keep_steps > 0 and path.exists():
+                kept = [x for x in path.read_text(encoding="utf-8").splitlines()
+                        if x.strip() and json.loads(x)["step"] <= keep_steps]
+            self.f = open(path, "w", encoding="utf-8")
+            self.f.writelines(x + "\n" for x in kept)
 
     def write(self, record: dict):
         if self.f is not None:
@@ -100,6 +115,7 @@ class NonFiniteTrainingError(RuntimeError):
 @dataclasses.dataclass
 class BilevelTrainerOptions(TrainerOptions):
     max_bad_steps: int = 20
+    step_checkpoint_interval: int = 0
 
 
 class BilevelTrainer(Trainer):
@@ -121,17 +137,46 @@ class BilevelTrainer(Trainer):
             "(SSL, supervised or joint) whose loss or gradient is NaN/inf; such steps are "
             "skipped and counted (stat skipped_steps)",
         )
+        group.add_argument(
+            "--step_checkpoint_interval",
+            type=int,
+            default=0,
+            help="Also checkpoint every N optimizer steps (0: only at epoch ends, as ESPnet), "
+            "into <output_dir>/step_checkpoints/ (atomic, newest 2 kept); --resume true then "
+            "continues from the newest one mid-epoch",
+        )
+
+    # a step checkpoint to apply at the start of the epoch it belongs to (set by run on resume)
+    _resume_step_state: Optional[dict] = None
 
     @classmethod
-    def run(cls, *args, **kwargs) -> None:
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
         cls._bad_steps = {}
-        # Our averaging has ESPnet's signature and file names; patch it in only for this run.
+        cls._resume_step_state = None
+        output_dir = Path(trainer_options.output_dir)
+        if trainer_options.resume:
+            last_epoch = 0
+            if (output_dir / "checkpoint.pth").exists():
+                ckpt = torch.load(output_dir / "checkpoint.pth", map_location="cpu",
+                                  weights_only=False)
+                last_epoch = int(ckpt["reporter"]["epoch"])
+                del ckpt
+            cls._resume_step_state = load_resumable_step_checkpoint(output_dir, last_epoch + 1)
+        # Our averaging has ESPnet's signature and file names; patch it in only for this run,
+        # and make ESPnet's in-place checkpoint writes atomic.
         from espnet_bilevel.checkpoints.average_nbest import average_nbest_models
 
         original = espnet_trainer_module.average_nbest_models
         espnet_trainer_module.average_nbest_models = average_nbest_models
         try:
-            super().run(*args, **kwargs)
+            with atomic_torch_saves():
+                super().run(
+                    model=model, optimizers=optimizers, schedulers=schedulers,
+                    train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
+                    plot_attention_iter_factory=plot_attention_iter_factory,
+                    trainer_options=trainer_options, distributed_option=distributed_option,
+                )
         finally:
             espnet_trainer_module.average_nbest_models = original
 
@@ -156,15 +201,28 @@ class BilevelTrainer(Trainer):
         accum_grad = options.accum_grad
         epoch = iterator.epoch
         log_interval = options.log_interval or max(len(iterator) // 20, 10)
-        steplog = _StepLog(options.output_dir, epoch, enabled=rank0)
+        interval = getattr(options, "step_checkpoint_interval", 0)
+
+        istep = 0
+        pending_rng = None
+        state = cls._resume_step_state
+        if state is not None and state["epoch"] == epoch:
+            pending_rng = restore(state, _unwrap(model), optimizers, schedulers, scaler)
+            istep = int(state["step"])
+            iterator.skip_steps(istep)
+            cls._resume_step_state = None
+        steplog = _StepLog(options.output_dir, epoch, enabled=rank0, keep_steps=istep)
+        kill_at = _test_kill_point()
 
         model.train()
         all_steps_are_invalid = True
-        istep = 0
         t_step = time.perf_counter()
         wait_at_step_start = 0.0
         try:
             for spec, micro, utt_ids, batch in iterator:
+                if pending_rng is not None:  # see step_checkpoint.restore
+                    set_rng_state(pending_rng)
+                    pending_rng = None
                 batch = to_device(batch, device)
                 if spec.draws_unlabeled:
                     batch["ssl_row_seeds"] = [
@@ -282,6 +340,12 @@ class BilevelTrainer(Trainer):
                     }
                 )
                 reporter.next()
+                if kill_at == (epoch, istep):
+                    steplog.close()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if interval > 0 and istep % interval == 0 and rank0:
+                    save_step_checkpoint(options.output_dir, epoch, istep, _unwrap(model),
+                                         optimizers, schedulers, scaler)
                 if istep % log_interval == 0:
                     logging.info(reporter.log_message(-log_interval))
                     if summary_writer is not None:
@@ -350,6 +414,17 @@ class BilevelTrainer(Trainer):
             if distributed:
                 iterator_stop.fill_(1)
                 torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
+
+
+def _test_kill_point():
+    """Fault injection for the resume tests: ESPNET_BILEVEL_TEST_SIGKILL_AT="<epoch>:<step>"
+    makes the process SIGKILL itself right after that optimizer step (before any checkpoint of
+    that step is written), like a pre-empted cluster job."""
+    v = os.environ.get("ESPNET_BILEVEL_TEST_SIGKILL_AT")
+    if not v:
+        return None
+    e, s = v.split(":")
+    return int(e), int(s)
 
 
 def row_seed(seed: int, epoch: int, step: int, micro: int, utt_id: str) -> int:
