@@ -165,3 +165,14 @@ def test_consecutive_nan_steps_stop_with_an_error_naming_the_level(tmp_path, tin
     assert e.value.code == 3
     err = capsys.readouterr().err
     assert "2 consecutive steps of the lower level (SSL loss g)" in err
+
+
+def test_gradient_accumulation_draws_accum_grad_batches_per_step(tmp_path, tiny_corpus,
+                                                                  tiny_stats):
+    exp = tmp_path / "exp"
+    cfg = write_config(tmp_path / "acc.yaml", solver="bljust",
+                       solver_conf={"n_explore": 2, "n_joint": 1, "finetune_epochs": 1})
+    run_task(train_cmd(tiny_corpus, tiny_stats, exp, cfg, extra=["--accum_grad", "2"]))
+    # 2 SSL steps + 1 joint step, each made of 2 mini-batches
+    assert [s["phase"] for s in _steps(exp, 1)] == ["lower", "lower", "joint"]
+    assert [s["phase"] for s in _steps(exp, 2)] == ["upper"]  # 2 labeled batches // 2
