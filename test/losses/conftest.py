@@ -6,6 +6,10 @@ frame.  That
 makes it *bidirectional* like a Conformer: any frame's output depends on every valid input frame,
 so a loss that leaked the future into the context would be caught.  Padding never matters
 because only valid frames enter the convolution outputs and the mean.
+
+``num_layers`` > 1 stacks per-frame blocks ``tanh(Linear(h))`` on top, so losses that read
+intermediate layers (BiRQ) can be checked layer by layer; with the default 1 the encoder (and its
+parameters for a given seed) is exactly the original one-layer encoder.
 """
 import pytest
 import torch
@@ -14,13 +18,17 @@ from espnet_bilevel.losses.abs_ssl_loss import BackboneView
 
 
 class TinyEncoder(torch.nn.Module):
-    def __init__(self, input_size: int, output_size: int, subsampling: int = 4):
+    def __init__(self, input_size: int, output_size: int, subsampling: int = 4, num_layers: int = 1):
         super().__init__()
         self.s = subsampling
         self.conv = torch.nn.Conv1d(input_size, output_size, kernel_size=subsampling, stride=subsampling)
         # local context across encoder frames, so masked frames can be predicted from neighbours
         self.local = torch.nn.Conv1d(output_size, output_size, kernel_size=5, padding=2)
         self.mix = torch.nn.Linear(output_size, output_size)
+        # created last so that the first layer's initial weights do not depend on num_layers
+        self.blocks = torch.nn.ModuleList(
+            [torch.nn.Linear(output_size, output_size) for _ in range(num_layers - 1)]
+        )
         self.calls = []  # (input feats, input lengths, output) of every encode call, for inspection
 
     def output_lengths(self, lengths):
@@ -34,8 +42,12 @@ class TinyEncoder(torch.nn.Module):
         h = h + self.local(h.transpose(1, 2)).transpose(1, 2)
         mean = (h * valid).sum(1) / out_lens.clamp(min=1)[:, None]
         out = torch.tanh(h + self.mix(mean)[:, None, :]) * valid
+        layers = [out]
+        for block in self.blocks:
+            layers.append(torch.tanh(block(layers[-1])) * valid)
+        out = layers[-1]
         self.calls.append((feats.detach().clone(), lengths.clone(), out.detach().clone()))
-        return out, out_lens, ([out] if return_all_layers else None)
+        return out, out_lens, (layers if return_all_layers else None)
 
     def view(self):
         return BackboneView(
@@ -43,16 +55,16 @@ class TinyEncoder(torch.nn.Module):
             input_size=self.conv.in_channels,
             output_size=self.conv.out_channels,
             subsampling=self.s,
-            num_layers=1,
+            num_layers=1 + len(self.blocks),
             lengths_fn=self.output_lengths,
         )
 
 
 @pytest.fixture
 def make_encoder():
-    def _make(input_size=8, output_size=16, subsampling=4, seed=0):
+    def _make(input_size=8, output_size=16, subsampling=4, seed=0, num_layers=1):
         torch.manual_seed(seed)
-        return TinyEncoder(input_size, output_size, subsampling)
+        return TinyEncoder(input_size, output_size, subsampling, num_layers)
 
     return _make
 
