@@ -1,0 +1,995 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2154  # option variables are assigned from OPTION_SPEC with printf -v
+# bilevel_asr.sh: the staged ASR recipe of espnet-bilevel (BL-JUST and its baselines).
+#
+# Usage: ./bilevel_asr.sh --train_set <set> --valid_set <set> --test_sets "<sets>" \
+#            [--train_unlab_set <set>] [--system all] [--stage 1] [--stop_stage 16] [options]
+#        ./bilevel_asr.sh --help          # every option with its default
+#
+# Called by the thin egs2/<corpus>/asr1/run.sh of each recipe (which symlinks this file, cmd.sh,
+# path.sh, scripts/ and pyscripts/ from egs2/TEMPLATE/asr1). Stage numbers and option names follow
+# ESPnet's asr.sh, so an ESPnet user finds the same knobs; the implementation is our own and uses
+# only the espnet wheel, this project's Python package, sox and (optionally) sclite.
+#
+# Stages (each one is skipped when its output is complete; outputs are written to *.tmp and
+# renamed, so an interrupted stage never leaves a complete-looking result; on failure the script
+# exits non-zero and names the log; rerunning continues from the failed stage):
+#   1  data prep       local/data.sh (or --local_data_dir)  -> data/<sets>/{wav.scp,text,utt2spk,spk2utt}
+#   2  speed perturb   data/<train_set> (sox)             -> data/<train_set>_sp   (only with factors)
+#   3  format          data/<set>                         -> dump/raw/org/<train,valid,unlab>, dump/raw/<test>
+#   4  length filter   dump/raw/org/<set>                 -> dump/raw/<train,valid,unlab>, dump/raw/lm_train.txt
+#   5  token list      dump/raw/<train>/text              -> data/token_list/{char,bpe_<mode><n>}/tokens.txt
+#   6  LM stats        (--use_lm true only)               -> exp/lm_stats_<token>/
+#   7  LM training     espnet2.bin.lm_train               -> exp/lm_<tag>/
+#   8  LM perplexity   espnet2.bin.lm_calc_perplexity     -> exp/lm_<tag>/perplexity_test/ppl
+#   9  n-gram LM       not supported (no kenlm in our CI); skipped
+#  10  ASR stats       labeled AND unlabeled stream       -> exp/asr_stats_<feats>_<token>[_sp]/{train,valid,unlab}
+#  11  training        the selected systems               -> exp/asr_<system>_<tag>/ (.train.done marks the end)
+#  12  export+decode   exported stock model, asr_inference -> exp/asr_<system>_<tag>/{export,<inference_tag>/<set>}
+#  13  scoring         espnet_bilevel.bin.score (sclite + Python) -> <exp>/RESULTS.md, ./RESULTS.md
+#  14  packing         espnet2.bin.pack asr               -> <exp>/<exp name>_<model>.zip
+#  15  HF upload       model card + pack (or --hf_dry_run) -> huggingface.co/<hf_repo> | <exp>/hf_upload/
+#  16  compare         espnet_bilevel.bin.compare_systems -> exp/compare_<tag>/*.{md,png}, ./RESULTS.md
+#
+# Systems (--system, space-separated or "all"):
+#   supervised  labeled data only                       exp/asr_supervised_<tag>
+#   ptft        SSL pre-training on the unlabeled set,  exp/asr_pt_<tag>, then supervised fine-tuning
+#               then supervised FT (--init_param)       exp/asr_ptft_<tag>
+#   just        JUST: weighted sum of CTC + SSL losses   exp/asr_just_<tag>
+#   bljust      BL-JUST: penalty-based bilevel training exp/asr_bljust_<tag>
+#
+# Measured cost on a 2-core CPU (mini_synth --small true, tiny models; 2 min 17 s for stages 1-16):
+# each Python process that imports ESPnet pays ~17 s of start-up. Stages 1-4: 3 s; 5: 5 s;
+# 10: 20 s; 11: ~20 s per training run (5 runs for --system all, 50 s with --train_jobs 2);
+# 12: 38 s (one export process + --inference_nj decoding processes for all systems and sets);
+# 13: 2 s; 14: 10 s; 15: 1 s; 16: 4 s. Full numbers: egs2/mini_synth/asr1/README.md.
+set -eEuo pipefail
+
+SCRIPT_NAME=$(basename "$0")
+log() {
+    # <time> (<script>:<line>:<function>) <message>
+    local fn=${FUNCNAME[1]:-main}
+    echo "$(date '+%Y-%m-%dT%H:%M:%S') (${SCRIPT_NAME}:${BASH_LINENO[0]}:${fn}) $*" >&2
+}
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# ------------------------------------------------------------------------------------- options
+# name|default|help  (options may be given as --name value, --name=value or --na-me value)
+OPTION_SPEC=(
+    "stage|1|first stage to run (1-16)"
+    "stop_stage|10000|last stage to run"
+    "skip_stages||stages to skip, space-separated (e.g. \"6 7 8\")"
+    "ngpu|1|GPUs per node for training (0 = CPU)"
+    "num_nodes|1|nodes for training (>1 needs cmd_backend=slurm)"
+    "nj|4|parallel jobs for speed perturbation, formatting and statistics"
+    "inference_nj|4|parallel decoding jobs (key files are split into this many parts)"
+    "gpu_inference|false|decode on GPU"
+    "datadir|data|where stage 1 puts the Kaldi-style data dirs (and stage 5 the token lists)"
+    "dumpdir|dump|where formatted data dirs go"
+    "expdir|exp|where experiments go"
+    "python|python3|python interpreter (path.sh activates tools/venv)"
+    "local_data_opts||options passed to local/data.sh (stage 1)"
+    "local_data_dir||use existing Kaldi-style dirs <local_data_dir>/<set> instead of local/data.sh (stage 1)"
+    "feats_type|raw|feature type: raw (only raw is supported)"
+    "audio_format|keep|keep = leave readable audio in place; wav|flac = re-encode every file (stage 3)"
+    "fs|16k|sampling rate (16k, 16000, 8k, ...)"
+    "min_wav_duration|0.1|shortest training utterance in seconds (stage 4)"
+    "max_wav_duration|20|longest training utterance in seconds (stage 4)"
+    "token_type|char|char or bpe"
+    "nbpe|30|number of BPE pieces (token_type bpe)"
+    "bpemode|unigram|sentencepiece model type: unigram or bpe"
+    "bpe_train_text||text for BPE / char token list (default: dump/raw/<train_set>/text)"
+    "oov|<unk>|out-of-vocabulary symbol"
+    "blank|<blank>|CTC blank symbol"
+    "sos_eos|<sos/eos>|sos/eos symbol"
+    "use_lm|false|train an LM (stages 6-8) and use it in decoding"
+    "lm_config||LM training config (stage 7)"
+    "lm_args||extra options for espnet2.bin.lm_train"
+    "lm_tag||LM experiment tag (default: lm config name)"
+    "lm_exp||LM experiment dir (default: <expdir>/lm_<lm_tag>)"
+    "lm_train_text||LM training text (default: dump/raw/lm_train.txt)"
+    "lm_dev_text||LM validation text (default: dump/raw/<valid_set>/text)"
+    "lm_test_text||LM perplexity text (default: text of the first test set)"
+    "speed_perturb_factors||speed perturbation factors for the labeled train set, e.g. \"0.9 1.0 1.1\" (stage 2)"
+    "train_set||labeled training set (required)"
+    "valid_set||validation set (required)"
+    "test_sets||sets to decode, space-separated (required for stages 12-16)"
+    "train_unlab_set||unlabeled training set (needed by ptft, just, bljust)"
+    "system|all|systems to train/decode: all or any of: supervised ptft just bljust"
+    "asr_config||training config when --system names ONE system (ptft: the FT config)"
+    "supervised_config|conf/supervised.yaml|config of the supervised system"
+    "pt_config|conf/pretrain.yaml|config of the PT half of ptft (solver pretrain)"
+    "ft_config||config of the FT half of ptft (default: --supervised_config)"
+    "just_config|conf/weighted_sum.yaml|config of the JUST system (solver weighted_sum)"
+    "bljust_config|conf/bljust.yaml|config of the BL-JUST system (solver bljust)"
+    "asr_tag||experiment tag: exp/asr_<system>_<tag> (default: <feats_type>_<token>[_sp])"
+    "asr_exp||experiment dir when --system names one system (default: <expdir>/asr_<system>_<tag>)"
+    "asr_stats_dir||statistics dir (default: <expdir>/asr_stats_<feats_type>_<token>[_sp])"
+    "asr_args||extra options for every training run, e.g. \"--max_epoch 3\""
+    "solver_args||extra options for the bilevel systems (just, bljust), e.g. \"--solver_conf finetune_epochs=2\""
+    "pt_args||extra options for the PT run of ptft"
+    "pt_model|valid.loss_ssl.best.pth|PT checkpoint that initializes the FT encoder"
+    "pretrained_model||--init_param for every trained system (e.g. exp/x/model.pth:encoder:encoder)"
+    "ignore_init_mismatch|false|ignore size mismatches when loading --pretrained_model"
+    "train_jobs|1|systems trained at the same time (stage 11; PT always finishes before FT)"
+    "inference_config|conf/decode_ctc_greedy.yaml|decoding config (stage 12)"
+    "inference_args||extra options for espnet2.bin.asr_inference"
+    "inference_tag||decode dir name (default: decode_<inference config>_<model>[_lm])"
+    "inference_asr_model|valid.cer_ctc.ave.pth|checkpoint (in each exp dir) that is exported and decoded"
+    "inference_lm|valid.loss.ave.pth|LM checkpoint used for decoding with --use_lm true"
+    "skip_packing|false|skip stage 14"
+    "skip_upload_hf|true|skip stage 15"
+    "hf_repo||Hugging Face repo for stage 15, e.g. user/bljust_mini (one system) or user/prefix (several: <prefix>_<system>)"
+    "hf_dry_run|false|stage 15 writes the files it would upload to <exp>/hf_upload/ and uploads nothing"
+    "skip_compare|false|skip stage 16"
+)
+BOOL_OPTIONS="gpu_inference use_lm ignore_init_mismatch skip_packing skip_upload_hf hf_dry_run skip_compare"
+
+declare -A OPTION_HELP=()
+OPTION_NAMES=()
+for _spec in "${OPTION_SPEC[@]}"; do
+    IFS='|' read -r _name _default _help <<< "${_spec}"
+    printf -v "${_name}" '%s' "${_default}"
+    OPTION_HELP[${_name}]=${_help}
+    OPTION_NAMES+=("${_name}")
+done
+
+usage() {
+    sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//'
+    echo
+    echo "Options (default in brackets; \"now:\" = the value set before --help, e.g. by a recipe's run.sh):"
+    local spec name default help
+    for spec in "${OPTION_SPEC[@]}"; do
+        IFS='|' read -r name default help <<< "${spec}"
+        if [ "${!name}" != "${default}" ]; then
+            printf '  --%-22s %s [%s] (now: %s)\n' "${name}" "${help}" "${default}" "${!name}"
+        else
+            printf '  --%-22s %s [%s]\n' "${name}" "${help}" "${default}"
+        fi
+    done
+    echo
+    echo "Stages: 1 data, 2 speed perturb, 3 format, 4 filter, 5 tokens, 6-9 LM, 10 stats, 11 train,"
+    echo "        12 export+decode, 13 score, 14 pack, 15 upload, 16 compare (see the header of $0)."
+}
+
+ORIGINAL_ARGS=("$@")
+while [ $# -gt 0 ]; do
+    case $1 in
+        --help|-h) usage; exit 0 ;;
+        --*=*) _opt=${1%%=*}; _val=${1#*=}; shift ;;
+        --*)
+            _opt=$1
+            [ $# -ge 2 ] || { usage >&2; die "option $1 needs a value"; }
+            _val=$2; shift 2 ;;
+        *) usage >&2; die "unexpected argument '$1' (options look like --name value; see --help)" ;;
+    esac
+    _opt=${_opt#--}; _opt=${_opt//-/_}
+    if [ -z "${OPTION_HELP[${_opt}]+set}" ]; then
+        die "unknown option --${_opt} (see ${SCRIPT_NAME} --help for the list)"
+    fi
+    printf -v "${_opt}" '%s' "${_val}"
+done
+for _b in ${BOOL_OPTIONS}; do
+    case ${!_b} in true|false) ;; *) die "--${_b} must be true or false, got '${!_b}'" ;; esac
+done
+for _n in stage stop_stage ngpu num_nodes nj inference_nj nbpe train_jobs; do
+    [[ ${!_n} =~ ^[0-9]+$ ]] || die "--${_n} must be a non-negative integer, got '${!_n}'"
+done
+if [ "${nj}" -lt 1 ] || [ "${inference_nj}" -lt 1 ] || [ "${train_jobs}" -lt 1 ]; then
+    die "--nj, --inference_nj and --train_jobs must be >= 1"
+fi
+
+# ------------------------------------------------------------------------------------- environment
+[ -f path.sh ] || die "path.sh not found in $(pwd): run this script from a recipe dir (egs2/<corpus>/asr1)"
+[ -f cmd.sh ] || die "cmd.sh not found in $(pwd)"
+# shellcheck disable=SC1091
+. ./path.sh
+# shellcheck disable=SC1091
+. ./cmd.sh
+
+# Split a command string from cmd.sh into words and run it with the given arguments.
+run_cmd() {
+    local cmd_string=$1; shift
+    local -a words
+    read -ra words <<< "${cmd_string}"
+    "${words[@]}" "$@"
+}
+
+current_stage=0
+current_log=""
+on_error() {
+    local rc=$? line=$1
+    log "ERROR: stage ${current_stage} failed (exit ${rc}, ${SCRIPT_NAME}:${line})${current_log:+; log: ${current_log}}"
+    if [ -n "${current_log}" ] && [ -f "${current_log}" ]; then
+        echo "----- last lines of ${current_log} -----" >&2
+        tail -n 15 "${current_log}" >&2
+        echo "-----" >&2
+    fi
+    log "fix the problem and rerun with --stage ${current_stage} (finished stages are not redone)"
+    exit "${rc}"
+}
+trap 'on_error ${LINENO}' ERR
+
+# Run a command with its output in a log file; the ERR trap names the log on failure.
+run_logged() {
+    local logfile=$1; shift
+    mkdir -p "$(dirname "${logfile}")"
+    current_log=${logfile}
+    {
+        echo "# $(date '+%Y-%m-%dT%H:%M:%S') $*"
+    } >> "${logfile}"
+    "$@" >> "${logfile}" 2>&1
+    current_log=""
+}
+
+in_skip() { [[ " ${skip_stages} " == *" $1 "* ]]; }
+run_stage() {
+    # run_stage N: true if stage N is inside [stage, stop_stage] and not skipped
+    local n=$1
+    if [ "${stage}" -le "${n}" ] && [ "${stop_stage}" -ge "${n}" ] && ! in_skip "${n}"; then
+        current_stage=${n}
+        return 0
+    fi
+    return 1
+}
+require_file() {
+    # require_file <path> <what produces it>
+    [ -e "$1" ] || die "stage ${current_stage}: required input '$1' is missing; it is produced by $2"
+}
+require_opt() { [ -n "${!1}" ] || die "--$1 is required (see --help)"; }
+
+# ------------------------------------------------------------------------------------- derived settings
+require_opt train_set
+require_opt valid_set
+[ "${feats_type}" = raw ] || die "--feats_type ${feats_type} is not supported yet (only raw); fbank needs Kaldi"
+case ${token_type} in char|bpe) ;; *) die "--token_type must be char or bpe, got '${token_type}'" ;; esac
+case ${fs} in
+    *k) fs_hz=$(( ${fs%k} * 1000 )) ;;
+    *) fs_hz=${fs} ;;
+esac
+[[ ${fs_hz} =~ ^[0-9]+$ ]] || die "--fs must look like 16k or 16000, got '${fs}'"
+
+# systems
+if [ "${system}" = all ]; then
+    systems=(supervised ptft just bljust)
+else
+    read -ra systems <<< "${system}"
+fi
+[ "${#systems[@]}" -gt 0 ] || die "--system is empty"
+for _s in "${systems[@]}"; do
+    case ${_s} in supervised|ptft|just|bljust) ;;
+        *) die "--system: unknown system '${_s}' (use all or any of: supervised ptft just bljust)" ;;
+    esac
+done
+if [ -n "${asr_config}" ] || [ -n "${asr_exp}" ]; then
+    [ "${#systems[@]}" -eq 1 ] || die "--asr_config/--asr_exp need --system to name exactly one system"
+    if [ -n "${asr_config}" ]; then
+        case ${systems[0]} in
+            supervised) supervised_config=${asr_config} ;;
+            ptft) ft_config=${asr_config} ;;
+            just) just_config=${asr_config} ;;
+            bljust) bljust_config=${asr_config} ;;
+        esac
+    fi
+fi
+[ -n "${ft_config}" ] || ft_config=${supervised_config}
+needs_unlab=false
+for _s in "${systems[@]}"; do [ "${_s}" = supervised ] || needs_unlab=true; done
+if ${needs_unlab} && [ -z "${train_unlab_set}" ]; then
+    die "--system ${system} needs unlabeled audio: give --train_unlab_set (or use --system supervised)"
+fi
+
+# data sets after speed perturbation (as asr.sh, later stages use <train_set>_sp)
+org_train_set=${train_set}
+if [ -n "${speed_perturb_factors}" ]; then
+    train_set=${train_set}_sp
+fi
+read -ra test_set_list <<< "${test_sets}"
+
+if [ "${token_type}" = bpe ]; then
+    token_dir=${datadir}/token_list/bpe_${bpemode}${nbpe}
+    bpemodel=${token_dir}/bpe.model
+    token_suffix=bpe${nbpe}
+else
+    token_dir=${datadir}/token_list/char
+    bpemodel=none
+    token_suffix=char
+fi
+token_list=${token_dir}/tokens.txt
+[ -n "${bpe_train_text}" ] || bpe_train_text=${dumpdir}/raw/${train_set}/text
+tag_default=${feats_type}_${token_suffix}
+[ -n "${speed_perturb_factors}" ] && tag_default=${tag_default}_sp
+[ -n "${asr_tag}" ] || asr_tag=${tag_default}
+[ -n "${asr_stats_dir}" ] || asr_stats_dir=${expdir}/asr_stats_${tag_default}
+data_feats=${dumpdir}/raw
+logdir=${expdir}/logs
+
+# LM
+[ -n "${lm_train_text}" ] || lm_train_text=${data_feats}/lm_train.txt
+[ -n "${lm_dev_text}" ] || lm_dev_text=${data_feats}/${valid_set}/text
+if [ -z "${lm_test_text}" ] && [ "${#test_set_list[@]}" -gt 0 ]; then
+    lm_test_text=${data_feats}/${test_set_list[0]}/text
+fi
+if [ -z "${lm_tag}" ]; then
+    if [ -n "${lm_config}" ]; then lm_tag=$(basename "${lm_config}" .yaml)_${token_suffix}; else lm_tag=${token_suffix}; fi
+fi
+[ -n "${lm_exp}" ] || lm_exp=${expdir}/lm_${lm_tag}
+lm_stats_dir=${expdir}/lm_stats_${token_suffix}
+
+if [ -z "${inference_tag}" ]; then
+    inference_tag=decode_$(basename "${inference_config}" .yaml)_$(basename "${inference_asr_model}" .pth)
+    ${use_lm} && inference_tag=${inference_tag}_lm
+fi
+
+# exp dir of a system ("pt" is the PT half of ptft)
+exp_of() {
+    if [ -n "${asr_exp}" ] && [ "$1" = "${systems[0]}" ]; then echo "${asr_exp}"; return; fi
+    if [ -n "${asr_exp}" ] && [ "$1" = pt ]; then echo "${asr_exp}_pt"; return; fi
+    echo "${expdir}/asr_$1_${asr_tag}"
+}
+config_of() {
+    case $1 in
+        supervised) echo "${supervised_config}" ;;
+        pt) echo "${pt_config}" ;;
+        ptft) echo "${ft_config}" ;;
+        just) echo "${just_config}" ;;
+        bljust) echo "${bljust_config}" ;;
+    esac
+}
+solver_of() {
+    case $1 in
+        supervised|ptft) echo supervised ;;
+        pt) echo pretrain ;;
+        just) echo weighted_sum ;;
+        bljust) echo bljust ;;
+    esac
+}
+# training runs in order (ptft = pt then ptft)
+train_runs=()
+for _s in "${systems[@]}"; do
+    if [ "${_s}" = ptft ]; then train_runs+=(pt ptft); else train_runs+=("${_s}"); fi
+done
+for _r in "${train_runs[@]}"; do
+    _c=$(config_of "${_r}")
+    if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 10 ]; then
+        [ -f "${_c}" ] || die "config of system '${_r}' not found: ${_c} (see --${_r}_config / --asr_config)"
+    fi
+done
+
+# the command line that made this run (run.sh sets BILEVEL_RUN_CMD to its own)
+run_cmd_line=${BILEVEL_RUN_CMD:-$0 ${ORIGINAL_ARGS[*]}}
+log "$0 ${ORIGINAL_ARGS[*]}"
+log "systems: ${systems[*]}; train_set=${train_set} unlab=${train_unlab_set:-none} valid=${valid_set} test=${test_sets:-none}"
+
+# ============================================================================ stage 1: data prep
+# reads:  local/data.sh (or --local_data_dir/<set>)
+# writes: data/<train_set>, data/<valid_set>, data/<test sets>, data/<train_unlab_set>
+all_org_sets=()
+for _set in "${org_train_set}" "${valid_set}" "${test_set_list[@]}" "${train_unlab_set}"; do
+    [ -n "${_set}" ] && [[ " ${all_org_sets[*]} " != *" ${_set} "* ]] && all_org_sets+=("${_set}")
+done
+if run_stage 1; then
+    marker=${datadir}/.stage1.done
+    if [ -f "${marker}" ]; then
+        log "stage 1: ${marker} exists; skipped (delete it to redo data prep)"
+    else
+        log "stage 1: data preparation"
+        mkdir -p "${datadir}"
+        if [ -n "${local_data_dir}" ]; then
+            for _set in "${all_org_sets[@]}"; do
+                [ -d "${local_data_dir}/${_set}" ] || die "stage 1: --local_data_dir: ${local_data_dir}/${_set} not found"
+                rm -rf "${datadir}/${_set}.tmp"
+                cp -rL "${local_data_dir}/${_set}" "${datadir}/${_set}.tmp"
+                rm -rf "${datadir:?}/${_set:?}"
+                mv "${datadir}/${_set}.tmp" "${datadir}/${_set}"
+            done
+        else
+            [ -x local/data.sh ] || die "stage 1: local/data.sh not found or not executable in $(pwd)"
+            # shellcheck disable=SC2086  # local_data_opts is a list of options
+            # local/data.sh writes into ${BILEVEL_DATADIR:-data}
+            BILEVEL_DATADIR=${datadir} run_logged "${logdir}/stage1_data.log" local/data.sh ${local_data_opts}
+        fi
+        for _set in "${all_org_sets[@]}"; do
+            for _f in wav.scp utt2spk; do
+                [ -f "${datadir}/${_set}/${_f}" ] || die "stage 1: ${datadir}/${_set}/${_f} was not created by local/data.sh (log: ${logdir}/stage1_data.log)"
+            done
+        done
+        touch "${marker}"
+        log "stage 1: done: ${all_org_sets[*]}"
+    fi
+fi
+
+# ============================================================================ stage 2: speed perturbation
+# reads:  data/<train_set>
+# writes: data/<train_set>_sp  (sox; factor 1.0 keeps the original utterances)
+if run_stage 2; then
+    if [ -z "${speed_perturb_factors}" ]; then
+        log "stage 2: no --speed_perturb_factors; skipped"
+    elif [ -f "${datadir}/${train_set}/wav.scp" ]; then
+        log "stage 2: ${datadir}/${train_set} exists; skipped"
+    else
+        require_file "${datadir}/${org_train_set}/wav.scp" "stage 1 (data prep)"
+        log "stage 2: speed perturbation ${speed_perturb_factors} of ${datadir}/${org_train_set}"
+        run_logged "${logdir}/stage2_speed_perturb.log" "${python}" pyscripts/data_tools.py speed_perturb \
+            --in "${datadir}/${org_train_set}" --out "${datadir}/${train_set}" \
+            --factors "${speed_perturb_factors}" --fs "${fs_hz}" --nj "${nj}"
+    fi
+fi
+
+# ============================================================================ stage 3: format
+# reads:  data/<set>
+# writes: dump/raw/org/<train,valid,unlab>, dump/raw/<test sets>: wav.scp (audio in place unless it
+#         must be cut/resampled), text, utt2spk, spk2utt, utt2num_samples, fs, feats_type, audio_format
+format_set() {
+    # format_set <src set> <dst dir> <text: yes|no>
+    local src=${datadir}/$1 dst=$2 opts=()
+    [ "$3" = no ] && opts+=(--no_text)
+    if [ -f "${dst}/utt2num_samples" ]; then
+        log "stage 3: ${dst} exists; skipped"
+        return 0
+    fi
+    require_file "${src}/wav.scp" "stage 1 (data prep)$([ "$1" = "${train_set}" ] && [ -n "${speed_perturb_factors}" ] && echo ' and stage 2 (speed perturbation)')"
+    log "stage 3: ${src} -> ${dst}"
+    run_logged "${logdir}/stage3_format_$(basename "${dst}").log" "${python}" pyscripts/data_tools.py format \
+        --in "${src}" --out "${dst}" --fs "${fs_hz}" --audio_format "${audio_format}" --nj "${nj}" "${opts[@]}"
+    run_logged "${logdir}/stage3_format_$(basename "${dst}").log" "${python}" -m espnet_bilevel.bin.validate_data_dir \
+        "${dst}" --fs "${fs_hz}" --no_audio "${opts[@]}"
+}
+if run_stage 3; then
+    format_set "${train_set}" "${data_feats}/org/${train_set}" yes
+    format_set "${valid_set}" "${data_feats}/org/${valid_set}" yes
+    if [ -n "${train_unlab_set}" ] && [ "${train_unlab_set}" != "${train_set}" ]; then
+        format_set "${train_unlab_set}" "${data_feats}/org/${train_unlab_set}" no
+    fi
+    for _set in "${test_set_list[@]}"; do
+        # a test set that is also the train/valid set is decoded from its stage-4 copy (as asr.sh)
+        if [ "${_set}" = "${valid_set}" ] || [ "${_set}" = "${train_set}" ]; then continue; fi
+        format_set "${_set}" "${data_feats}/${_set}" yes
+    done
+fi
+
+# ============================================================================ stage 4: length filter
+# reads:  dump/raw/org/<train,valid,unlab>
+# writes: dump/raw/<train,valid,unlab> (min/max_wav_duration, no empty text), dump/raw/lm_train.txt
+filter_set() {
+    local set=$1 text=$2 opts=()
+    [ "${text}" = no ] && opts+=(--no_text)
+    if [ -f "${data_feats}/${set}/utt2num_samples" ]; then
+        log "stage 4: ${data_feats}/${set} exists; skipped"
+        return 0
+    fi
+    require_file "${data_feats}/org/${set}/utt2num_samples" "stage 3 (format)"
+    run_logged "${logdir}/stage4_filter.log" "${python}" pyscripts/data_tools.py filter \
+        --in "${data_feats}/org/${set}" --out "${data_feats}/${set}" \
+        --min_sec "${min_wav_duration}" --max_sec "${max_wav_duration}" "${opts[@]}"
+    log "stage 4: $(tail -n 1 "${logdir}/stage4_filter.log")"
+}
+if run_stage 4; then
+    filter_set "${train_set}" yes
+    filter_set "${valid_set}" yes
+    if [ -n "${train_unlab_set}" ] && [ "${train_unlab_set}" != "${train_set}" ]; then
+        filter_set "${train_unlab_set}" no
+    fi
+    if [ ! -f "${data_feats}/lm_train.txt" ]; then
+        cut -d' ' -f2- "${data_feats}/${train_set}/text" > "${data_feats}/lm_train.txt.tmp"
+        mv "${data_feats}/lm_train.txt.tmp" "${data_feats}/lm_train.txt"
+    fi
+fi
+# the unlabeled set lives in dump/raw/<train_set> when it is the labeled audio reused (mini_an4)
+unlab_dir=${data_feats}/${train_unlab_set}
+
+# ============================================================================ stage 5: token list
+# reads:  --bpe_train_text (default dump/raw/<train_set>/text)
+# writes: data/token_list/char/tokens.txt or data/token_list/bpe_<mode><n>/{bpe.model,tokens.txt}
+if run_stage 5; then
+    if [ -f "${token_list}" ]; then
+        log "stage 5: ${token_list} exists; skipped"
+    else
+        require_file "${bpe_train_text}" "stage 4 (length filter)"
+        log "stage 5: ${token_type} token list from ${bpe_train_text}"
+        if [ "${token_type}" = bpe ]; then
+            run_logged "${logdir}/stage5_tokens.log" "${python}" pyscripts/data_tools.py bpe \
+                --text "${bpe_train_text}" --out_dir "${token_dir}" --nbpe "${nbpe}" --bpemode "${bpemode}"
+        else
+            rm -rf "${token_dir}.tmp"; mkdir -p "${token_dir}.tmp"
+            run_logged "${logdir}/stage5_tokens.log" "${python}" -m espnet2.bin.tokenize_text \
+                --token_type char --input "${bpe_train_text}" --output "${token_dir}.tmp/tokens.txt" \
+                --field 2- --cleaner none --g2p none --write_vocabulary true \
+                --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+            rm -rf "${token_dir}"; mv "${token_dir}.tmp" "${token_dir}"
+        fi
+        log "stage 5: $(wc -l < "${token_list}") tokens in ${token_list}"
+    fi
+fi
+
+# ============================================================================ stages 6-9: LM
+# reads:  dump/raw/lm_train.txt (--lm_train_text), --lm_dev_text, --lm_test_text, token list
+# writes: exp/lm_stats_<token>/, exp/lm_<tag>/ (valid.loss.ave.pth), exp/lm_<tag>/perplexity_test/ppl
+lm_token_args=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
+               --non_linguistic_symbols none --cleaner none --g2p none)
+if ${use_lm}; then
+    if run_stage 6; then
+        if [ -f "${lm_stats_dir}/.done" ]; then
+            log "stage 6: ${lm_stats_dir} exists; skipped"
+        else
+            require_file "${token_list}" "stage 5 (token list)"
+            require_file "${lm_train_text}" "stage 4 (length filter)"
+            [ -n "${lm_config}" ] || die "stage 6: --use_lm true needs --lm_config"
+            log "stage 6: LM statistics"
+            for _t in "${lm_train_text}" "${lm_dev_text}"; do require_file "${_t}" "stage 4"; done
+            # keyed copies of the LM texts (lm_train.txt has no utterance ids)
+            mkdir -p "${lm_stats_dir}.tmp"
+            awk '{print "lm" NR " " $0}' "${lm_train_text}" > "${lm_stats_dir}.tmp/train.txt"
+            cp "${lm_dev_text}" "${lm_stats_dir}.tmp/dev.txt"
+            run_logged "${logdir}/stage6_lm_stats.log" "${python}" -m espnet2.bin.lm_train --collect_stats true \
+                "${lm_token_args[@]}" --config "${lm_config}" --ngpu 0 \
+                --train_data_path_and_name_and_type "${lm_stats_dir}.tmp/train.txt,text,text" \
+                --valid_data_path_and_name_and_type "${lm_stats_dir}.tmp/dev.txt,text,text" \
+                --train_shape_file "${lm_stats_dir}.tmp/train.txt" --valid_shape_file "${lm_stats_dir}.tmp/dev.txt" \
+                --output_dir "${lm_stats_dir}.tmp/stats"
+            for _m in train valid; do
+                "${python}" pyscripts/data_tools.py vocab_suffix --in "${lm_stats_dir}.tmp/stats/${_m}/text_shape" \
+                    --token_list "${token_list}" --out "${lm_stats_dir}.tmp/stats/${_m}/text_shape.${token_type}"
+            done
+            touch "${lm_stats_dir}.tmp/.done"
+            rm -rf "${lm_stats_dir}"; mv "${lm_stats_dir}.tmp" "${lm_stats_dir}"
+        fi
+    fi
+    if run_stage 7; then
+        if [ -f "${lm_exp}/.train.done" ]; then
+            log "stage 7: ${lm_exp} trained; skipped"
+        else
+            require_file "${lm_stats_dir}/.done" "stage 6 (LM statistics)"
+            log "stage 7: LM training -> ${lm_exp} (log: ${lm_exp}/train.log)"
+            # shellcheck disable=SC2086  # lm_args is a list of options
+            run_logged "${lm_exp}/train.log" "${python}" -m espnet2.bin.lm_train \
+                "${lm_token_args[@]}" --config "${lm_config}" --ngpu "${ngpu}" --resume true \
+                --train_data_path_and_name_and_type "${lm_stats_dir}/train.txt,text,text" \
+                --valid_data_path_and_name_and_type "${lm_stats_dir}/dev.txt,text,text" \
+                --train_shape_file "${lm_stats_dir}/stats/train/text_shape.${token_type}" \
+                --valid_shape_file "${lm_stats_dir}/stats/valid/text_shape.${token_type}" \
+                --fold_length 150 --output_dir "${lm_exp}" ${lm_args}
+            touch "${lm_exp}/.train.done"
+        fi
+    fi
+    if run_stage 8; then
+        if [ -f "${lm_exp}/perplexity_test/ppl" ]; then
+            log "stage 8: $(cat "${lm_exp}/perplexity_test/ppl" 2>/dev/null) (exists; skipped)"
+        else
+            require_file "${lm_exp}/.train.done" "stage 7 (LM training)"
+            require_file "${lm_test_text}" "stage 3 (format)"
+            log "stage 8: LM perplexity on ${lm_test_text}"
+            rm -rf "${lm_exp}/perplexity_test.tmp"
+            run_logged "${lm_exp}/perplexity_test.log" "${python}" -m espnet2.bin.lm_calc_perplexity --ngpu 0 \
+                --data_path_and_name_and_type "${lm_test_text},text,text" \
+                --train_config "${lm_exp}/config.yaml" --model_file "${lm_exp}/${inference_lm}" \
+                --output_dir "${lm_exp}/perplexity_test.tmp" --log_level INFO
+            mv "${lm_exp}/perplexity_test.tmp" "${lm_exp}/perplexity_test"
+            log "stage 8: $(cat "${lm_exp}/perplexity_test/ppl")"
+        fi
+    fi
+    if run_stage 9; then
+        log "stage 9: n-gram LMs (kenlm) are not supported by this template; skipped"
+    fi
+else
+    for _n in 6 7 8 9; do
+        if run_stage "${_n}"; then log "stage ${_n}: --use_lm false; skipped"; fi
+    done
+fi
+
+# ============================================================================ stage 10: ASR statistics
+# reads:  dump/raw/<train_set>, dump/raw/<valid_set>, dump/raw/<train_unlab_set>, token list
+# writes: <asr_stats_dir>/{train,valid}/{speech_shape,text_shape.<token>,feats_stats.npz},
+#         <asr_stats_dir>/unlab/train/speech_shape (the unlabeled stream)
+stats_config=$(config_of "${train_runs[0]}")
+train_common_args=(--use_preprocessor true --token_type "${token_type}" --token_list "${token_list}"
+                   --bpemodel "${bpemodel}" --non_linguistic_symbols none --cleaner none --g2p none)
+if run_stage 10; then
+    if [ -f "${asr_stats_dir}/.done" ]; then
+        log "stage 10: ${asr_stats_dir} exists; skipped"
+    else
+        require_file "${token_list}" "stage 5 (token list)"
+        for _d in "${data_feats}/${train_set}" "${data_feats}/${valid_set}"; do
+            require_file "${_d}/wav.scp" "stage 4 (length filter)"
+        done
+        if [ -n "${train_unlab_set}" ]; then require_file "${unlab_dir}/wav.scp" "stage 4 (length filter)"; fi
+        _tmp=${asr_stats_dir}.tmp
+        rm -rf "${_tmp}"; mkdir -p "${_tmp}/logdir"
+        # split the key files so that --nj jobs share the work
+        _nj=$(( nj < $(wc -l < "${data_feats}/${valid_set}/wav.scp") ? nj : $(wc -l < "${data_feats}/${valid_set}/wav.scp") ))
+        _sets=("${train_set}" "${valid_set}")
+        [ -n "${train_unlab_set}" ] && _sets+=("${train_unlab_set}")
+        for _set in "${_sets[@]}"; do
+            _n=$(wc -l < "${data_feats}/${_set}/wav.scp")
+            [ "${_n}" -lt "${_nj}" ] && _nj=${_n}
+        done
+        for _set in "${_sets[@]}"; do
+            "${python}" pyscripts/data_tools.py split --scp "${data_feats}/${_set}/wav.scp" --nj "${_nj}" \
+                --out_dir "${_tmp}/logdir/keys_${_set}" > /dev/null
+        done
+        _unlab_args=()
+        if [ -n "${train_unlab_set}" ]; then
+            _unlab_args=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/wav.scp,speech,sound"
+                         --train_unlab_shape_file "${_tmp}/logdir/keys_${train_unlab_set}/wav.scp.JOB")
+        fi
+        log "stage 10: statistics with ${_nj} job(s) (config ${stats_config}; logs: ${_tmp}/logdir/stats.*.log)"
+        current_log=${_tmp}/logdir/stats.1.log
+        run_cmd "${train_cmd}" JOB=1:"${_nj}" "${_tmp}/logdir/stats.JOB.log" \
+            "${python}" -m espnet_bilevel.bin.bilevel_asr_train --collect_stats true --ngpu 0 \
+            "${train_common_args[@]}" --config "${stats_config}" \
+            --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+            --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+            --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
+            --train_shape_file "${_tmp}/logdir/keys_${train_set}/wav.scp.JOB" \
+            --valid_shape_file "${_tmp}/logdir/keys_${valid_set}/wav.scp.JOB" \
+            "${_unlab_args[@]}" --output_dir "${_tmp}/logdir/stats.JOB"
+        _in=(); _in_unlab=()
+        for (( _j = 1; _j <= _nj; _j++ )); do
+            _in+=(--input_dir "${_tmp}/logdir/stats.${_j}")
+            _in_unlab+=(--input_dir "${_tmp}/logdir/stats.${_j}/unlab")
+        done
+        run_logged "${logdir}/stage10_aggregate.log" "${python}" pyscripts/data_tools.py aggregate_stats \
+            "${_in[@]}" --output_dir "${_tmp}/labeled"
+        mv "${_tmp}/labeled/train" "${_tmp}/labeled/valid" "${_tmp}/"
+        rmdir "${_tmp}/labeled"
+        if [ -n "${train_unlab_set}" ]; then
+            run_logged "${logdir}/stage10_aggregate.log" "${python}" pyscripts/data_tools.py aggregate_stats \
+                "${_in_unlab[@]}" --output_dir "${_tmp}/unlab"
+        fi
+        for _m in train valid; do
+            "${python}" pyscripts/data_tools.py vocab_suffix --in "${_tmp}/${_m}/text_shape" \
+                --token_list "${token_list}" --out "${_tmp}/${_m}/text_shape.${token_type}"
+        done
+        touch "${_tmp}/.done"
+        rm -rf "${asr_stats_dir}"; mv "${_tmp}" "${asr_stats_dir}"
+        log "stage 10: done: ${asr_stats_dir}"
+    fi
+fi
+
+# ============================================================================ stage 11: training
+# reads:  dump/raw/<sets>, <asr_stats_dir>, token list, the system configs
+# writes: exp/asr_<run>_<tag>/ (ESPnet files, steps/*.jsonl, train.log, train_wall_seconds, .train.done)
+train_one() {
+    # train_one <run>  (run = supervised | pt | ptft | just | bljust)
+    local run=$1 exp config solver start
+    exp=$(exp_of "${run}")
+    config=$(config_of "${run}")
+    solver=$(solver_of "${run}")
+    if [ -f "${exp}/.train.done" ]; then
+        log "stage 11: ${exp} already trained; skipped"
+        return 0
+    fi
+    local -a args=("${train_common_args[@]}" --config "${config}" --solver "${solver}"
+        --normalize global_mvn --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz"
+        --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound"
+        --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text"
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound"
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text"
+        --train_shape_file "${asr_stats_dir}/train/speech_shape"
+        --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}"
+        --valid_shape_file "${asr_stats_dir}/valid/speech_shape"
+        --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}"
+        --fold_length 80000 --fold_length 150 --resume true --output_dir "${exp}")
+    if [ "${run}" != supervised ] && [ "${run}" != ptft ]; then
+        args+=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/wav.scp,speech,sound"
+               --train_unlab_shape_file "${asr_stats_dir}/unlab/train/speech_shape")
+    fi
+    if [ "${run}" = ptft ]; then
+        local pt_exp
+        pt_exp=$(exp_of pt)
+        [ -e "${pt_exp}/${pt_model}" ] || die "stage 11: PT model ${pt_exp}/${pt_model} is missing (the PT run of ptft did not finish)"
+        args+=(--init_param "${pt_exp}/${pt_model}:encoder:encoder")
+    elif [ -n "${pretrained_model}" ]; then
+        args+=(--init_param "${pretrained_model}" --ignore_init_mismatch "${ignore_init_mismatch}")
+    fi
+    local -a extra=()
+    # shellcheck disable=SC2206  # these options are lists of words
+    extra=(${asr_args})
+    # shellcheck disable=SC2206
+    case ${run} in just|bljust) extra+=(${solver_args}) ;; pt) extra+=(${pt_args}) ;; esac
+    mkdir -p "${exp}"
+    # re-running command for this experiment, as asr.sh writes <exp>/run.sh
+    {
+        echo '#!/usr/bin/env bash'
+        echo "# re-runs stage 11 of this experiment (the same options as the run that created it)"
+        printf 'cd %q && %q' "$(pwd)" "$0"
+        printf ' %q' "${ORIGINAL_ARGS[@]}" --stage 11 --stop_stage 11 \
+            --system "$([ "${run}" = pt ] && echo ptft || echo "${run}")"
+        echo
+    } > "${exp}/run.sh"
+    chmod +x "${exp}/run.sh"
+    log "stage 11: training ${run} (solver ${solver}, ${config}) -> ${exp} (log: ${exp}/train.log)"
+    start=$(date +%s)
+    local rc=0
+    if [ "${num_nodes}" -gt 1 ]; then
+        [ "${cmd_backend}" = slurm ] || die "--num_nodes ${num_nodes} needs cmd_backend=slurm"
+        run_cmd "${cuda_cmd}" --gpu "${ngpu}" --num_nodes "${num_nodes}" "${exp}/train.log" \
+            "${python}" -m espnet_bilevel.bin.bilevel_asr_train "${args[@]}" "${extra[@]}" \
+            --ngpu "${ngpu}" --multiprocessing_distributed true --dist_launcher slurm \
+            --dist_init_method "file://$(pwd)/${exp}/.dist_init_$(date +%s%N)" || rc=$?
+    elif [ "${ngpu}" -gt 1 ]; then
+        "${python}" -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${run}" --log "${exp}/train.log" \
+            --ngpu "${ngpu}" --num_nodes 1 --init_file_prefix "${exp}/.dist_init_" --multiprocessing_distributed true -- \
+            "${python}" -m espnet_bilevel.bin.bilevel_asr_train "${args[@]}" "${extra[@]}" || rc=$?
+    else
+        local cmd=${train_cmd}
+        [ "${ngpu}" -gt 0 ] && cmd=${cuda_cmd}
+        run_cmd "${cmd}" --gpu "${ngpu}" "${exp}/train.log" \
+            "${python}" -m espnet_bilevel.bin.bilevel_asr_train "${args[@]}" "${extra[@]}" --ngpu "${ngpu}" || rc=$?
+    fi
+    if [ "${rc}" -ne 0 ]; then
+        # keep the time spent so far: a resumed run reports the total
+        echo $(( $(date +%s) - start + $(cat "${exp}/.train_wall_partial" 2>/dev/null || echo 0) )) > "${exp}/.train_wall_partial"
+        log "ERROR: training ${run} failed (exit ${rc}); log: ${exp}/train.log"
+        tail -n 8 "${exp}/train.log" >&2 || true
+        return 1
+    fi
+    echo $(( $(date +%s) - start + $(cat "${exp}/.train_wall_partial" 2>/dev/null || echo 0) )) > "${exp}/train_wall_seconds"
+    rm -f "${exp}/.train_wall_partial"
+    touch "${exp}/.train.done"
+    log "stage 11: ${run} finished in $(cat "${exp}/train_wall_seconds") s"
+}
+# run a batch of training runs, at most --train_jobs at the same time
+train_batch() {
+    local -a pids=() names=()
+    local run failed=0 i
+    for run in "$@"; do
+        train_one "${run}" &
+        pids+=($!); names+=("${run}")
+        if [ "${#pids[@]}" -ge "${train_jobs}" ]; then
+            for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: system ${names[$i]} failed"; }; done
+            pids=(); names=()
+        fi
+    done
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: system ${names[$i]} failed"; }; done
+    return "${failed}"
+}
+if run_stage 11; then
+    require_file "${asr_stats_dir}/.done" "stage 10 (statistics)"
+    require_file "${token_list}" "stage 5 (token list)"
+    first_wave=(); second_wave=()
+    for _r in "${train_runs[@]}"; do
+        if [ "${_r}" = ptft ]; then second_wave+=("${_r}"); else first_wave+=("${_r}"); fi
+    done
+    _rc=0
+    train_batch "${first_wave[@]}" || _rc=$?
+    if [ "${_rc}" -eq 0 ] && [ "${#second_wave[@]}" -gt 0 ]; then train_batch "${second_wave[@]}" || _rc=$?; fi
+    if [ "${_rc}" -ne 0 ]; then
+        current_log=""
+        die "stage 11 failed; see the train.log files named above, then rerun with --stage 11"
+    fi
+fi
+
+# ============================================================================ stage 12: export + decode
+# reads:  exp/asr_<system>_<tag>/{config.yaml,<inference_asr_model>}, dump/raw/<test sets>
+# writes: <exp>/export/{config.yaml,model.pth} (stock ESPnet model), <exp>/<inference_tag>/<set>/{text,token,
+#         token_int,score}, logs in exp/decode_jobs/<inference_tag>/
+lm_decode_args=()
+if ${use_lm}; then
+    lm_decode_args=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
+fi
+if run_stage 12; then
+    [ "${#test_set_list[@]}" -gt 0 ] || die "stage 12: --test_sets is empty"
+    for _s in "${systems[@]}"; do
+        require_file "$(exp_of "${_s}")/.train.done" "stage 11 (training of ${_s})"
+    done
+    if ${use_lm}; then require_file "${lm_exp}/${inference_lm}" "stage 7 (LM training)"; fi
+    for _set in "${test_set_list[@]}"; do require_file "${data_feats}/${_set}/wav.scp" "stages 3-4 (format, filter)"; done
+    _exports=()
+    for _s in "${systems[@]}"; do _exports+=(--exp "$(exp_of "${_s}")"); done
+    log "stage 12: exporting ${systems[*]} as stock ESPnet models (${inference_asr_model})"
+    run_logged "${logdir}/stage12_export.log" "${python}" -m espnet_bilevel.bin.export_many \
+        "${_exports[@]}" --model "${inference_asr_model}" --out_name export
+    # one job file per parallel decoding process; each process decodes its key split of every
+    # (system, test set) pair that is not finished yet
+    _jobdir=${expdir}/decode_jobs/${inference_tag}
+    rm -rf "${_jobdir}"; mkdir -p "${_jobdir}"
+    _todo=()
+    for _s in "${systems[@]}"; do
+        _exp=$(exp_of "${_s}")
+        for _set in "${test_set_list[@]}"; do
+            _dir=${_exp}/${inference_tag}/${_set}
+            if [ -f "${_dir}/.done" ]; then
+                log "stage 12: ${_dir} exists; skipped"
+                continue
+            fi
+            _n=$("${python}" pyscripts/data_tools.py split --scp "${data_feats}/${_set}/wav.scp" \
+                 --nj "${inference_nj}" --out_dir "${_dir}/keys")
+            for (( _j = 1; _j <= _n; _j++ )); do
+                printf '%s\t%s\t%s\t%s\t%s\n' "${_dir}/logdir/output.${_j}" "${_exp}/export/config.yaml" \
+                    "${_exp}/export/model.pth" "${data_feats}/${_set}/wav.scp" "${_dir}/keys/wav.scp.${_j}" \
+                    >> "${_jobdir}/jobs.${_j}.tsv"
+            done
+            _todo+=("${_dir}:${_n}")
+        done
+    done
+    if [ "${#_todo[@]}" -gt 0 ]; then
+        _nproc=$(find "${_jobdir}" -name 'jobs.*.tsv' | wc -l)
+        _dcmd=${decode_cmd}; _dngpu=0
+        if ${gpu_inference}; then _dcmd=${cuda_cmd}; _dngpu=1; fi
+        # shellcheck disable=SC2206  # inference_args is a list of options
+        _iargs=(${inference_args})
+        log "stage 12: decoding ${#_todo[@]} (system, set) pairs with ${_nproc} process(es) (logs: ${_jobdir}/decode.*.log)"
+        current_log=${_jobdir}/decode.1.log
+        run_cmd "${_dcmd}" --gpu "${_dngpu}" JOB=1:"${_nproc}" "${_jobdir}/decode.JOB.log" \
+            "${python}" -m espnet_bilevel.bin.decode_many --jobs "${_jobdir}/jobs.JOB.tsv" -- \
+            --config "${inference_config}" --ngpu "${_dngpu}" --batch_size 1 "${lm_decode_args[@]}" "${_iargs[@]}"
+        current_log=""
+        # merge the splits
+        for _item in "${_todo[@]}"; do
+            _dir=${_item%:*}; _n=${_item##*:}
+            for _f in text token token_int score; do
+                for (( _j = 1; _j <= _n; _j++ )); do
+                    _p=${_dir}/logdir/output.${_j}/1best_recog/${_f}
+                    [ -f "${_p}" ] && cat "${_p}"
+                done | sort -k1,1 > "${_dir}/${_f}.tmp"
+                mv "${_dir}/${_f}.tmp" "${_dir}/${_f}"
+            done
+            touch "${_dir}/.done"
+            log "stage 12: ${_dir}: $(wc -l < "${_dir}/text") hypotheses"
+        done
+    fi
+fi
+
+# ============================================================================ stage 13: scoring
+# reads:  <exp>/<inference_tag>/<set>/text, dump/raw/<set>/{text,utt2spk}
+# writes: <exp>/<inference_tag>/<set>/scoring/{result.txt,result.json,score_{wer,cer}/}, <exp>/RESULTS.md,
+#         ./RESULTS.md (recipe level: per-system tables; stage 16 adds the comparison)
+compare_dir=${expdir}/compare_${asr_tag}
+write_recipe_results() {
+    local out=RESULTS.md
+    {
+        echo "<!-- Generated by egs2/TEMPLATE/asr1/bilevel_asr.sh (stages 13 and 16); do not edit by hand. -->"
+        echo "# RESULTS: $(basename "$(dirname "$(pwd)")")/$(basename "$(pwd)")"
+        echo
+        echo "Command (run from \`$(pwd | sed "s|^${MAIN_ROOT}/||")\`):"
+        echo
+        echo '```bash'
+        echo "${run_cmd_line}"
+        echo '```'
+        echo
+        echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), host: $(getconf _NPROCESSORS_ONLN) CPU core(s)$(${gpu_inference} && echo ', GPU decoding'), ngpu (training): ${ngpu}"
+        echo "- data: train=${train_set}, unlabeled=${train_unlab_set:-none}, valid=${valid_set}, test=${test_sets}"
+        echo "- token_type=${token_type}, decoding=${inference_config} (${inference_asr_model}), tag=${asr_tag}"
+        echo
+        if [ -f "${compare_dir}/compare.md" ]; then
+            cat "${compare_dir}/compare.md"
+            echo
+        fi
+        local s
+        for s in "${systems[@]}"; do
+            if [ -f "$(exp_of "${s}")/RESULTS.md" ]; then
+                sed 's/^#/##/' "$(exp_of "${s}")/RESULTS.md"
+                echo
+            fi
+        done
+    } > "${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}
+if run_stage 13; then
+    for _s in "${systems[@]}"; do
+        _exp=$(exp_of "${_s}")
+        _jsons=()
+        for _set in "${test_set_list[@]}"; do
+            _dir=${_exp}/${inference_tag}/${_set}
+            require_file "${_dir}/.done" "stage 12 (decoding)"
+            if [ ! -f "${_dir}/scoring/result.json" ] || [ "${_dir}/text" -nt "${_dir}/scoring/result.json" ]; then
+                run_logged "${_dir}/score.log" "${python}" -m espnet_bilevel.bin.score --ref "${data_feats}/${_set}/text" \
+                    --hyp "${_dir}/text" --out_dir "${_dir}/scoring" --utt2spk "${data_feats}/${_set}/utt2spk"
+            fi
+            _jsons+=("${_dir}/scoring/result.json")
+        done
+        _scorer=python
+        command -v sclite > /dev/null && _scorer=sclite
+        {
+            echo "# ${_s}: $(basename "${_exp}")"
+            echo
+            echo "- exp: \`${_exp}\`, config: \`$(config_of "${_s}")\`$([ "${_s}" = ptft ] && echo ", PT config: \`${pt_config}\`")"
+            echo "- model: \`${inference_asr_model}\` exported to \`${_exp}/export\`, decoding: \`${inference_config}\` (${inference_tag})"
+            echo
+            "${python}" -m espnet_bilevel.bin.score --markdown "${_jsons[@]}" --metric wer --scorer "${_scorer}"
+            echo
+            "${python}" -m espnet_bilevel.bin.score --markdown "${_jsons[@]}" --metric cer --scorer "${_scorer}"
+        } > "${_exp}/RESULTS.md.tmp"
+        if cmp -s "${_exp}/RESULTS.md.tmp" "${_exp}/RESULTS.md"; then
+            rm "${_exp}/RESULTS.md.tmp"  # unchanged: keep the old file (and the pack of stage 14 up to date)
+        else
+            mv "${_exp}/RESULTS.md.tmp" "${_exp}/RESULTS.md"
+        fi
+        log "stage 13: ${_exp}/RESULTS.md"
+    done
+    write_recipe_results
+    log "stage 13: ./RESULTS.md"
+fi
+
+# ============================================================================ stage 14: packing
+# reads:  <exp>/export/{config.yaml,model.pth}, <asr_stats_dir>/train/feats_stats.npz, <exp>/RESULTS.md
+# writes: <exp>/<exp name>_<model>.zip
+pack_of() { local e; e=$(exp_of "$1"); echo "${e}/$(basename "${e}")_$(basename "${inference_asr_model}" .pth).zip"; }
+if run_stage 14; then
+    if ${skip_packing}; then
+        log "stage 14: --skip_packing true; skipped"
+    else
+        for _s in "${systems[@]}"; do
+            _exp=$(exp_of "${_s}"); _zip=$(pack_of "${_s}")
+            if [ -f "${_zip}" ] && [ "${_zip}" -nt "${_exp}/export/model.pth" ] && [ "${_zip}" -nt "${_exp}/RESULTS.md" ]; then
+                log "stage 14: ${_zip} is up to date; skipped"
+                continue
+            fi
+            require_file "${_exp}/export/model.pth" "stage 12 (export)"
+            require_file "${_exp}/RESULTS.md" "stage 13 (scoring)"
+            _opts=(--option "${asr_stats_dir}/train/feats_stats.npz" --option "${_exp}/RESULTS.md")
+            [ "${token_type}" = bpe ] && _opts+=(--option "${bpemodel}")
+            log "stage 14: packing ${_exp} -> ${_zip}"
+            rm -f "${_zip%.zip}.tmp.zip"
+            run_logged "${_exp}/pack.log" "${python}" -m espnet2.bin.pack asr \
+                --asr_train_config "${_exp}/export/config.yaml" --asr_model_file "${_exp}/export/model.pth" \
+                "${_opts[@]}" --outpath "${_zip%.zip}.tmp.zip"
+            mv "${_zip%.zip}.tmp.zip" "${_zip}"
+        done
+    fi
+fi
+
+# ============================================================================ stage 15: Hugging Face upload
+# reads:  the pack of stage 14, <exp>/config.yaml, <exp>/steps/*.jsonl, <exp>/RESULTS.md
+# writes: huggingface.co/<hf_repo> (needs huggingface_hub + network + a token), or with --hf_dry_run
+#         true: <exp>/hf_upload/ = exactly the files that would be uploaded (README.md model card + pack)
+if run_stage 15; then
+    if ${skip_upload_hf}; then
+        log "stage 15: --skip_upload_hf true; skipped"
+    else
+        if ! ${hf_dry_run} && [ -z "${hf_repo}" ]; then
+            die "stage 15: --hf_repo is required for an upload (or use --hf_dry_run true)"
+        fi
+        for _s in "${systems[@]}"; do
+            _exp=$(exp_of "${_s}"); _zip=$(pack_of "${_s}")
+            require_file "${_zip}" "stage 14 (packing)"
+            if [ -z "${hf_repo}" ]; then _repo=your-name/$(basename "${_exp}")
+            elif [ "${#systems[@]}" -gt 1 ]; then _repo=${hf_repo}_${_s}
+            else _repo=${hf_repo}; fi
+            _pt_opts=()
+            [ "${_s}" = ptft ] && _pt_opts=(--pt_exp "$(exp_of pt)")
+            _dry=()
+            ${hf_dry_run} && _dry=(--dry_run)
+            log "stage 15: $(${hf_dry_run} && echo 'dry run for' || echo 'uploading') ${_repo} from ${_zip}"
+            run_logged "${_exp}/hf_upload.log" "${python}" -m espnet_bilevel.bin.hf_upload \
+                --exp "${_exp}" --system "${_s}" --pack "${_zip}" --repo "${_repo}" \
+                --out_dir "${_exp}/hf_upload" --train_set "${train_set}" --unlab_set "${train_unlab_set}" \
+                --valid_set "${valid_set}" --dump_dir "${data_feats}" --recipe "$(basename "$(dirname "$(pwd)")")" \
+                --command "${run_cmd_line}" "${_pt_opts[@]}" "${_dry[@]}"
+        done
+    fi
+fi
+
+# ============================================================================ stage 16: compare systems
+# reads:  each system's RESULTS inputs (scoring/result.json), train_wall_seconds, export/model.pth,
+#         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma)
+# writes: exp/compare_<tag>/{compare.md,compare.json,dev_cer_vs_wall_time.png,bljust_losses.png}, ./RESULTS.md
+if run_stage 16; then
+    if ${skip_compare}; then
+        log "stage 16: --skip_compare true; skipped"
+    else
+        _cargs=()
+        for _s in "${systems[@]}"; do
+            _exp=$(exp_of "${_s}")
+            require_file "${_exp}/RESULTS.md" "stage 13 (scoring)"
+            if [ "${_s}" = ptft ]; then
+                _cargs+=(--system "${_s}=${_exp}" --pre_exp "${_s}=$(exp_of pt)")
+            else
+                _cargs+=(--system "${_s}=${_exp}")
+            fi
+        done
+        log "stage 16: comparing ${systems[*]} -> ${compare_dir}"
+        run_logged "${logdir}/stage16_compare.log" "${python}" -m espnet_bilevel.bin.compare_systems \
+            "${_cargs[@]}" --decode_dir "${inference_tag}" --test_sets "${test_set_list[@]}" \
+            --valid_set "${valid_set}" --out_dir "${compare_dir}"
+        write_recipe_results
+        log "stage 16: ./RESULTS.md updated with the comparison"
+    fi
+fi
+
+log "finished stages ${stage}-${stop_stage}"

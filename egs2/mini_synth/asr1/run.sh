@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Usage: ./run.sh [--small true|false] [bilevel_asr.sh options, e.g. --stage 11 --system bljust]
+#        ./run.sh --help
+#
+# The embedded recipe: an espeak-ng corpus synthesized on the fly (local/data.sh), all four systems
+# (supervised, PT+FT, JUST, BL-JUST) trained, decoded, scored, packed, staged for Hugging Face (dry
+# run) and compared in RESULTS.md.
+#   default      conf/mini/*.yaml, 60 labeled / 600 unlabeled utterances; dirs data/ dump/ exp/
+#   --small true conf/tiny/*.yaml, 16 / 24 utterances (CI, a few minutes); dirs data_small/ dump_small/ exp_small/
+set -euo pipefail
+cd "$(dirname "$0")"
+
+small=false
+args=()
+orig_args=("$@")
+while [ $# -gt 0 ]; do
+    case $1 in
+        --small) [ $# -ge 2 ] || { echo "run.sh: --small needs a value (true|false)" >&2; exit 2; }
+                 small=$2; shift 2 ;;
+        --help|-h)
+            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+            echo
+            echo "Recipe options:"
+            echo "  --small                true: CI-sized corpus and tiny models [false]"
+            echo
+            echo "Everything else goes to bilevel_asr.sh:"
+            args+=(--help); shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+case ${small} in
+    true) scale=tiny; suffix=_small; train_jobs=2 ;;
+    false) scale=mini; suffix=; train_jobs=2 ;;
+    *) echo "run.sh: --small must be true or false, got '${small}'" >&2; exit 2 ;;
+esac
+export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh${orig_args[*]:+ ${orig_args[*]}}}"
+
+./bilevel_asr.sh \
+    --local_data_opts "--small ${small}" \
+    --datadir "data${suffix}" --dumpdir "dump${suffix}" --expdir "exp${suffix}" \
+    --train_set train_labeled --train_unlab_set train_unlabeled --valid_set dev --test_sets "dev test" \
+    --ngpu 0 --nj 2 --inference_nj 2 --train_jobs "${train_jobs}" \
+    --token_type char --fs 16k --min_wav_duration 0.1 --max_wav_duration 20 \
+    --supervised_config "conf/${scale}/supervised.yaml" --pt_config "conf/${scale}/pretrain.yaml" \
+    --just_config "conf/${scale}/weighted_sum.yaml" --bljust_config "conf/${scale}/bljust.yaml" \
+    --inference_config conf/decode_ctc_greedy.yaml --inference_asr_model valid.cer_ctc.ave.pth \
+    --skip_upload_hf false --hf_dry_run true \
+    "${args[@]}"

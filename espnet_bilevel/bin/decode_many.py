@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Run several ``espnet2.bin.asr_inference`` decodings in ONE Python process.
+
+Each ESPnet CLI start costs ~17 s of imports on a small CPU; bilevel_asr.sh stage 12 therefore
+starts one process per parallel job (``--inference_nj``) and lets it decode every (system,
+test set) pair of that job's key split.
+
+Usage:
+  python -m espnet_bilevel.bin.decode_many --jobs jobs.tsv [-- <asr_inference options>...]
+
+``jobs.tsv`` has one decoding per line, tab-separated:
+
+  <output_dir> <asr_train_config> <asr_model_file> <wav.scp> <key_file>
+
+Everything after ``--`` is passed to every decoding unchanged (e.g. ``--config
+conf/decode_ctc_greedy.yaml --ngpu 0 --batch_size 1``); any ``espnet2.bin.asr_inference`` option
+works. Each decoding writes ``<output_dir>.tmp`` and renames it to ``<output_dir>`` when it
+finished, so a crash never leaves a complete-looking output; a finished ``<output_dir>`` (with
+``1best_recog/text``) is skipped on rerun. Exit status 1 with "ERROR: ..." on bad input or a
+failed decoding.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+
+def read_jobs(path: Path) -> List[List[str]]:
+    if not path.is_file():
+        raise SystemExit(f"ERROR: job file not found: {path}")
+    jobs = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 5:
+            raise SystemExit(f"ERROR: {path}:{lineno}: expected 5 tab-separated fields, got {len(fields)}")
+        for f in fields[1:]:
+            if not Path(f).exists():
+                raise SystemExit(f"ERROR: {path}:{lineno}: file not found: {f}")
+        jobs.append(fields)
+    return jobs
+
+
+def decode_one(job: List[str], extra: List[str]) -> float:
+    from espnet2.bin.asr_inference import main as asr_inference_main
+
+    out_dir, config, model, wav_scp, key_file = job
+    final = Path(out_dir)
+    if (final / "1best_recog" / "text").is_file():
+        print(f"decode_many: {final} exists; skipped", file=sys.stderr)
+        return 0.0
+    tmp = Path(out_dir + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    start = time.perf_counter()
+    asr_inference_main(
+        [
+            "--asr_train_config", config, "--asr_model_file", model,
+            "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
+            "--key_file", key_file, "--output_dir", str(tmp),
+        ]
+        + extra
+    )
+    if not (tmp / "1best_recog" / "text").is_file():
+        raise RuntimeError(f"asr_inference wrote no {tmp}/1best_recog/text")
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return time.perf_counter() - start
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: List[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=Path, required=True, help="tab-separated job file (see above)")
+    args = parser.parse_args(argv)
+    jobs = read_jobs(args.jobs)
+    t0 = time.perf_counter()
+    for job in jobs:
+        seconds = decode_one(job, extra)
+        print(f"decode_many: {job[0]}: {seconds:.1f} s", file=sys.stderr)
+    print(f"decode_many: {len(jobs)} decodings in {time.perf_counter() - t0:.1f} s (after imports)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
