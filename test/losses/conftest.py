@@ -77,3 +77,44 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _overfit(loss_fn, enc, feats, lengths, steps: int, lr: float = 1e-2):
+    """Adam on a fixed batch for ``steps`` steps; returns the eval-mode loss (before, after)."""
+    opt = torch.optim.Adam(list(enc.parameters()) + list(loss_fn.parameters()), lr=lr)
+
+    def eval_loss():
+        loss_fn.eval()
+        with torch.no_grad():
+            value = loss_fn(feats, lengths, enc.view())[0].item()
+        loss_fn.train()
+        return value
+
+    before = eval_loss()
+    torch.manual_seed(0)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss, _ = loss_fn(feats, lengths, enc.view())
+        loss.backward()
+        opt.step()
+    return before, eval_loss()
+
+
+@pytest.fixture
+def overfit():
+    """The over-fitting sanity check shared by the SSL-loss tests."""
+    return _overfit
+
+
+@pytest.fixture
+def piecewise_constant_batch():
+    """Features made of 20-frame constant segments plus a little noise: a masked frame is then
+    predictable from its unmasked neighbours, as in speech (i.i.d. noise has nothing to learn)."""
+
+    def make(input_size: int):
+        g = torch.Generator().manual_seed(1)
+        lengths = torch.tensor([160, 120, 100])
+        feats = torch.randn(3, 8, input_size, generator=g).repeat_interleave(20, dim=1)
+        return feats + 0.1 * torch.randn(3, 160, input_size, generator=g), lengths
+
+    return make

@@ -258,29 +258,10 @@ def test_subsampling_mismatch_raises(make_encoder):
         _loss()(feats, lengths, enc.view())
 
 
-def test_overfits_fixed_batch(make_encoder):
+def test_overfits_fixed_batch(make_encoder, overfit, piecewise_constant_batch):
     enc = make_encoder(F_IN, D, S)
     loss_fn = _loss()
     # piecewise-constant features: a masked frame's label is predictable from its neighbours
-    g = torch.Generator().manual_seed(1)
-    lengths = torch.tensor([160, 120, 100])
-    feats = torch.randn(3, 8, F_IN, generator=g).repeat_interleave(20, dim=1)
-    feats = feats + 0.1 * torch.randn(3, 160, F_IN, generator=g)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(loss_fn.parameters()), lr=1e-2)
-
-    def eval_loss():
-        loss_fn.eval()
-        with torch.no_grad():
-            value = loss_fn(feats, lengths, enc.view())[0].item()
-        loss_fn.train()
-        return value
-
-    before = eval_loss()
-    torch.manual_seed(0)
-    for _ in range(30):
-        opt.zero_grad()
-        loss, _ = loss_fn(feats, lengths, enc.view())
-        loss.backward()
-        opt.step()
-    after = eval_loss()
+    feats, lengths = piecewise_constant_batch(F_IN)
+    before, after = overfit(loss_fn, enc, feats, lengths, steps=30)
     assert after < 0.7 * before, (before, after)

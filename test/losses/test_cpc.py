@@ -126,26 +126,9 @@ def test_eval_is_deterministic(make_encoder):
     assert l1.item() == l2.item() and s1["acc"].item() == s2["acc"].item()
 
 
-def test_overfits_fixed_batch(make_encoder):
+def test_overfits_fixed_batch(make_encoder, overfit):
     enc = make_encoder(F_IN, D)
     loss_fn = _loss()
     feats, lengths = _batch()
-    params = list(enc.parameters()) + list(loss_fn.parameters())
-    opt = torch.optim.Adam(params, lr=1e-2)
-
-    def eval_loss():
-        loss_fn.eval()
-        with torch.no_grad():
-            value = loss_fn(feats, lengths, enc.view())[0].item()
-        loss_fn.train()
-        return value
-
-    before = eval_loss()
-    torch.manual_seed(0)
-    for _ in range(40):
-        opt.zero_grad()
-        loss, _ = loss_fn(feats, lengths, enc.view())
-        loss.backward()
-        opt.step()
-    after = eval_loss()
+    before, after = overfit(loss_fn, enc, feats, lengths, steps=40)
     assert after < 0.7 * before, (before, after)
