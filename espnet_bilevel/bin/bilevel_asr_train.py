@@ -39,6 +39,17 @@ def get_parser():
     return BilevelASRTask.get_parser()
 
 
+def _record(fn):
+    """Under torchrun, write a failing rank's exception to the error file, so the launcher
+    reports that rank's traceback (and stops the other ranks) instead of a bare exit code."""
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import record
+    except ImportError:  # pragma: no cover
+        return fn
+    return record(fn)
+
+
+@_record
 def main(cmd=None):
     from espnet_bilevel.tasks.bilevel_asr import BilevelASRTask, BilevelConfigError
     from espnet_bilevel.trainers.bilevel_trainer import NonFiniteTrainingError

@@ -212,7 +212,9 @@ class BilevelTrainer(Trainer):
             iterator.skip_steps(istep)
             cls._resume_step_state = None
         steplog = _StepLog(options.output_dir, epoch, enabled=rank0, keep_steps=istep)
-        kill_at = _test_kill_point()
+        my_rank = distributed_option.dist_rank if distributed else 0
+        kill_at = _test_fault_point("ESPNET_BILEVEL_TEST_SIGKILL_AT", my_rank)
+        raise_at = _test_fault_point("ESPNET_BILEVEL_TEST_RAISE_AT", my_rank)
 
         model.train()
         all_steps_are_invalid = True
@@ -343,6 +345,8 @@ class BilevelTrainer(Trainer):
                 if kill_at == (epoch, istep):
                     steplog.close()
                     os.kill(os.getpid(), signal.SIGKILL)
+                if raise_at == (epoch, istep):
+                    raise RuntimeError(f"injected failure on rank {my_rank} (epoch {epoch}, step {istep})")
                 if interval > 0 and istep % interval == 0 and rank0:
                     save_step_checkpoint(options.output_dir, epoch, istep, _unwrap(model),
                                          optimizers, schedulers, scaler)
@@ -416,15 +420,18 @@ class BilevelTrainer(Trainer):
                 torch.distributed.all_reduce(iterator_stop, torch.distributed.ReduceOp.SUM)
 
 
-def _test_kill_point():
-    """Fault injection for the resume tests: ESPNET_BILEVEL_TEST_SIGKILL_AT="<epoch>:<step>"
-    makes the process SIGKILL itself right after that optimizer step (before any checkpoint of
-    that step is written), like a pre-empted cluster job."""
-    v = os.environ.get("ESPNET_BILEVEL_TEST_SIGKILL_AT")
+def _test_fault_point(name: str, rank: int):
+    """Fault injection for the reliability tests.  ``ESPNET_BILEVEL_TEST_SIGKILL_AT`` /
+    ``ESPNET_BILEVEL_TEST_RAISE_AT`` = "<epoch>:<step>[:<rank>]" make the process SIGKILL itself
+    (a pre-empted job) or raise (a crashing rank) right after that optimizer step, before any
+    checkpoint of that step is written.  Without a rank every rank is hit."""
+    v = os.environ.get(name)
     if not v:
         return None
-    e, s = v.split(":")
-    return int(e), int(s)
+    parts = [int(x) for x in v.split(":")]
+    if len(parts) == 3 and parts[2] != rank:
+        return None
+    return parts[0], parts[1]
 
 
 def row_seed(seed: int, epoch: int, step: int, micro: int, utt_id: str) -> int:

@@ -117,3 +117,20 @@ def test_two_process_gloo_ddp_matches_one_process(ddp_setup):
         assert [s["phase"] for s in log1] == [s["phase"] for s in log2] and log1
         for a, b in zip(log1, log2):
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_a_failing_rank_stops_the_whole_job_with_its_error(ddp_setup, tmp_path):
+    """Rank 1 raises in epoch 1; torchrun must stop rank 0 too and report rank 1's error."""
+    root, _, runs_2 = ddp_setup
+    cmd = [c if c != str(root / "two" / "bljust") else str(tmp_path / "fail") for c in runs_2[0]]
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    env = dict(os.environ, OMP_NUM_THREADS="1", ESPNET_BILEVEL_TEST_RAISE_AT="1:2:1")
+    proc = subprocess.run(
+        [torchrun, "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(_free_port()), "-m", "espnet_bilevel.bin.bilevel_asr_train", *cmd],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "injected failure on rank 1" in out
+    assert not (tmp_path / "fail" / "checkpoint.pth").exists()

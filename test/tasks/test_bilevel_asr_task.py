@@ -98,6 +98,7 @@ def test_bad_configuration_is_one_clear_error_before_anything_is_written(
         (dict(solver="bilevel_magic"), "--solver must be one of"),
         (dict(ssl_loss="hubert_ce"), "--ssl_loss must be one of"),
         (dict(not_an_option=3), "not_an_option"),
+        (dict(batch_size="sixteen"), "batch_size"),  # a wrong type in the YAML
     ],
 )
 def test_unknown_names_and_yaml_keys_are_clear_errors(overrides, message, tmp_path,
