@@ -87,7 +87,7 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("solver", ["bljust", "alternating", "weighted_sum"])
+@pytest.mark.parametrize("solver", sorted(SOLVER_CONFS))
 def test_resume_after_interruption_matches_uninterrupted_run(
     solver, tmp_path, tiny_corpus, tiny_stats, monkeypatch
 ):
