@@ -10,7 +10,10 @@ Usage:
 
 ``jobs.tsv`` has one decoding per line, tab-separated:
 
-  <output_dir> <asr_train_config> <asr_model_file> <wav.scp> <key_file>
+  <output_dir> <asr_train_config> <asr_model_file> <wav.scp> <key_file> [<data type>]
+
+The optional sixth field is the ESPnet data type of the fourth one: ``sound`` (the default) for a
+wav.scp, ``kaldi_ark`` for a feats.scp of extracted features (``--feats_type fbank``).
 
 Everything after ``--`` is passed to every decoding unchanged (e.g. ``--config
 conf/decode_ctc_greedy.yaml --ngpu 0 --batch_size 1``); any ``espnet2.bin.asr_inference`` option
@@ -37,9 +40,12 @@ def read_jobs(path: Path) -> List[List[str]]:
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
-        if len(fields) != 5:
-            raise SystemExit(f"ERROR: {path}:{lineno}: expected 5 tab-separated fields, got {len(fields)}")
-        for f in fields[1:]:
+        if len(fields) not in (5, 6):
+            raise SystemExit(f"ERROR: {path}:{lineno}: expected 5 tab-separated fields (6 with a data type), "
+                             f"got {len(fields)}")
+        if len(fields) == 5:
+            fields.append("sound")
+        for f in fields[1:5]:
             if not Path(f).exists():
                 raise SystemExit(f"ERROR: {path}:{lineno}: file not found: {f}")
         jobs.append(fields)
@@ -49,7 +55,7 @@ def read_jobs(path: Path) -> List[List[str]]:
 def decode_one(job: List[str], extra: List[str]) -> float:
     from espnet2.bin.asr_inference import main as asr_inference_main
 
-    out_dir, config, model, wav_scp, key_file = job
+    out_dir, config, model, wav_scp, key_file, data_type = job
     final = Path(out_dir)
     if (final / "1best_recog" / "text").is_file():
         print(f"decode_many: {final} exists; skipped", file=sys.stderr)
@@ -61,7 +67,7 @@ def decode_one(job: List[str], extra: List[str]) -> float:
     asr_inference_main(
         [
             "--asr_train_config", config, "--asr_model_file", model,
-            "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
+            "--data_path_and_name_and_type", f"{wav_scp},speech,{data_type}",
             "--key_file", key_file, "--output_dir", str(tmp),
         ]
         + extra

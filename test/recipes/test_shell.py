@@ -72,8 +72,8 @@ def test_unknown_option_is_a_clear_error(recipe_copy):
     assert proc.returncode != 0 and "--use_lm must be true or false" in proc.stderr
     proc = run_recipe(d, "--small", "true", "--stage", timeout=60)
     assert proc.returncode != 0 and "needs a value" in proc.stderr
-    proc = run_recipe(d, "--small", "true", "--feats_type", "fbank", timeout=60)
-    assert proc.returncode != 0 and "not supported yet" in proc.stderr
+    proc = run_recipe(d, "--small", "true", "--feats_type", "fbank_pitch", timeout=60)
+    assert proc.returncode != 0 and "--feats_type fbank_pitch is not supported (use raw or fbank" in proc.stderr
 
 
 def test_runner_reports_failed_jobs(tmp_path):

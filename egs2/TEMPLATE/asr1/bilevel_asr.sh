@@ -16,9 +16,10 @@
 # exits non-zero and names the log; rerunning continues from the failed stage):
 #   1  data prep       local/data.sh (or --local_data_dir)  -> data/<sets>/{wav.scp,text,utt2spk,spk2utt}
 #   2  speed perturb   data/<train_set> (sox)             -> data/<train_set>_sp   (only with factors)
-#   3  format          data/<set>                         -> dump/raw/org/<train,valid,unlab>, dump/raw/<test>
-#   4  length filter   dump/raw/org/<set>                 -> dump/raw/<train,valid,unlab>, dump/raw/lm_train.txt
-#   5  token list      dump/raw/<train>/text              -> data/token_list/{char,bpe_<mode><n>}/tokens.txt
+#   3  format          data/<set>                         -> dump/<feats_type>/org/<train,valid,unlab>, dump/<feats_type>/<test>
+#                      (--feats_type fbank also extracts log-mel filterbanks: feats.scp + ark, --nj jobs)
+#   4  length filter   dump/<feats_type>/org/<set>        -> dump/<feats_type>/<train,valid,unlab>, dump/<feats_type>/lm_train.txt
+#   5  token list      dump/<feats_type>/<train>/text     -> data/token_list/{char,bpe_<mode><n>}/tokens.txt
 #   6  LM stats        (--use_lm true only)               -> exp/lm_stats_<token>/
 #   7  LM training     espnet2.bin.lm_train               -> exp/lm_<tag>/
 #   8  LM perplexity   espnet2.bin.lm_calc_perplexity     -> exp/lm_<tag>/perplexity_test/ppl
@@ -43,6 +44,8 @@
 # 10: 20 s; 11: ~20 s per training run (5 runs for --system all, 50 s with --train_jobs 2);
 # 12: 38 s (one export process + --inference_nj decoding processes for all systems and sets);
 # 13: 2 s; 14: 10 s; 15: 1 s; 16: 4 s. Full numbers: egs2/mini_synth/asr1/README.md.
+# --feats_type fbank: stages 1-4 take 11 s (one round of --nj extraction jobs for all sets, each
+# paying ~3.5 s of torch start-up); --system bljust --stop_stage 13 took 2 min 32 s in total.
 set -eEuo pipefail
 
 SCRIPT_NAME=$(basename "$0")
@@ -73,7 +76,10 @@ OPTION_SPEC=(
     "python|python3|python interpreter (path.sh activates tools/venv)"
     "local_data_opts||options passed to local/data.sh (stage 1)"
     "local_data_dir||use existing Kaldi-style dirs <local_data_dir>/<set> instead of local/data.sh (stage 1)"
-    "feats_type|raw|feature type: raw (only raw is supported)"
+    "feats_type|raw|feature type: raw (waveforms, the model's frontend makes features) or fbank (stage 3 extracts log-mel filterbanks to dump/fbank/<set>/feats.scp; training uses --input_size, no frontend)"
+    "n_mels|80|fbank: number of mel bins (feats_type fbank)"
+    "frame_length|25|fbank: window length in ms (feats_type fbank)"
+    "frame_shift|10|fbank: frame shift in ms (feats_type fbank)"
     "audio_format|keep|keep = leave readable audio in place; wav|flac = re-encode every file (stage 3)"
     "fs|16k|sampling rate (16k, 16000, 8k, ...)"
     "min_wav_duration|0.1|shortest training utterance in seconds (stage 4)"
@@ -81,7 +87,7 @@ OPTION_SPEC=(
     "token_type|char|char or bpe"
     "nbpe|30|number of BPE pieces (token_type bpe)"
     "bpemode|unigram|sentencepiece model type: unigram or bpe"
-    "bpe_train_text||text for BPE / char token list (default: dump/raw/<train_set>/text)"
+    "bpe_train_text||text for BPE / char token list (default: dump/<feats_type>/<train_set>/text)"
     "oov|<unk>|out-of-vocabulary symbol"
     "blank|<blank>|CTC blank symbol"
     "sos_eos|<sos/eos>|sos/eos symbol"
@@ -90,8 +96,8 @@ OPTION_SPEC=(
     "lm_args||extra options for espnet2.bin.lm_train"
     "lm_tag||LM experiment tag (default: lm config name)"
     "lm_exp||LM experiment dir (default: <expdir>/lm_<lm_tag>)"
-    "lm_train_text||LM training text (default: dump/raw/lm_train.txt)"
-    "lm_dev_text||LM validation text (default: dump/raw/<valid_set>/text)"
+    "lm_train_text||LM training text (default: dump/<feats_type>/lm_train.txt)"
+    "lm_dev_text||LM validation text (default: dump/<feats_type>/<valid_set>/text)"
     "lm_test_text||LM perplexity text (default: text of the first test set)"
     "speed_perturb_factors||speed perturbation factors for the labeled train set, e.g. \"0.9 1.0 1.1\" (stage 2)"
     "train_set||labeled training set (required)"
@@ -175,12 +181,18 @@ done
 for _b in ${BOOL_OPTIONS}; do
     case ${!_b} in true|false) ;; *) die "--${_b} must be true or false, got '${!_b}'" ;; esac
 done
-for _n in stage stop_stage ngpu num_nodes nj inference_nj nbpe train_jobs; do
+for _n in stage stop_stage ngpu num_nodes nj inference_nj nbpe train_jobs n_mels; do
     [[ ${!_n} =~ ^[0-9]+$ ]] || die "--${_n} must be a non-negative integer, got '${!_n}'"
 done
 if [ "${nj}" -lt 1 ] || [ "${inference_nj}" -lt 1 ] || [ "${train_jobs}" -lt 1 ]; then
     die "--nj, --inference_nj and --train_jobs must be >= 1"
 fi
+[ "${n_mels}" -ge 1 ] || die "--n_mels must be >= 1"
+for _n in frame_length frame_shift; do
+    if ! [[ ${!_n} =~ ^[0-9]+(\.[0-9]+)?$ ]] || ! [[ ${!_n} =~ [1-9] ]]; then
+        die "--${_n} must be a positive number of ms, got '${!_n}'"
+    fi
+done
 
 # ------------------------------------------------------------------------------------- environment
 [ -f path.sh ] || die "path.sh not found in $(pwd): run this script from a recipe dir (egs2/<corpus>/asr1)"
@@ -244,7 +256,11 @@ require_opt() { [ -n "${!1}" ] || die "--$1 is required (see --help)"; }
 # ------------------------------------------------------------------------------------- derived settings
 require_opt train_set
 require_opt valid_set
-[ "${feats_type}" = raw ] || die "--feats_type ${feats_type} is not supported yet (only raw); fbank needs Kaldi"
+case ${feats_type} in
+    raw|fbank) ;;
+    fbank_pitch|extracted) die "--feats_type ${feats_type} is not supported (use raw or fbank; fbank_pitch needs Kaldi)" ;;
+    *) die "--feats_type must be raw or fbank, got '${feats_type}'" ;;
+esac
 case ${token_type} in char|bpe) ;; *) die "--token_type must be char or bpe, got '${token_type}'" ;; esac
 case ${fs} in
     *k) fs_hz=$(( ${fs%k} * 1000 )) ;;
@@ -299,13 +315,19 @@ else
     token_suffix=char
 fi
 token_list=${token_dir}/tokens.txt
-[ -n "${bpe_train_text}" ] || bpe_train_text=${dumpdir}/raw/${train_set}/text
+data_feats=${dumpdir}/${feats_type}
+[ -n "${bpe_train_text}" ] || bpe_train_text=${data_feats}/${train_set}/text
 tag_default=${feats_type}_${token_suffix}
 [ -n "${speed_perturb_factors}" ] && tag_default=${tag_default}_sp
 [ -n "${asr_tag}" ] || asr_tag=${tag_default}
 [ -n "${asr_stats_dir}" ] || asr_stats_dir=${expdir}/asr_stats_${tag_default}
-data_feats=${dumpdir}/raw
 logdir=${expdir}/logs
+# what the data loaders read (as asr.sh: raw audio, or extracted features with --input_size)
+if [ "${feats_type}" = raw ]; then
+    speech_file=wav.scp; speech_type=sound; speech_fold_length=80000
+else
+    speech_file=feats.scp; speech_type=kaldi_ark; speech_fold_length=800
+fi
 
 # LM
 [ -n "${lm_train_text}" ] || lm_train_text=${data_feats}/lm_train.txt
@@ -421,12 +443,15 @@ fi
 
 # ============================================================================ stage 3: format
 # reads:  data/<set>
-# writes: dump/raw/org/<train,valid,unlab>, dump/raw/<test sets>: wav.scp (audio in place unless it
-#         must be cut/resampled), text, utt2spk, spk2utt, utt2num_samples, fs, feats_type, audio_format
+# writes: dump/<feats_type>/org/<train,valid,unlab>, dump/<feats_type>/<test sets>: wav.scp (audio in
+#         place unless it must be cut/resampled), text, utt2spk, spk2utt, utt2num_samples, fs,
+#         feats_type, audio_format; with --feats_type fbank also feats.scp + fbank/feats.<n>.ark
+#         (kaldiio), utt2num_frames, feats_shape, feats_dim, frame_shift, fbank.conf
 format_set() {
     # format_set <src set> <dst dir> <text: yes|no>
     local src=${datadir}/$1 dst=$2 opts=()
     [ "$3" = no ] && opts+=(--no_text)
+    fbank_dirs+=("${dst}")
     if [ -f "${dst}/utt2num_samples" ]; then
         log "stage 3: ${dst} exists; skipped"
         return 0
@@ -438,7 +463,52 @@ format_set() {
     run_logged "${logdir}/stage3_format_$(basename "${dst}").log" "${python}" -m espnet_bilevel.bin.validate_data_dir \
         "${dst}" --fs "${fs_hz}" --no_audio "${opts[@]}"
 }
+extract_fbank_sets() {
+    # extract_fbank_sets <formatted dir>...: log-mel filterbanks of every dir without feats.scp.
+    # Each dir's wav.scp is split into --nj parts under <dir>/fbank.work; job J of ONE round of
+    # ${train_cmd} JOB=1:nj extracts part J of every dir (one torch start per job, not per set);
+    # then each dir whose parts all finished is merged: arks moved to <dir>/fbank/, feats.scp
+    # written last (so feats.scp marks a finished set; a failed round keeps the finished sets).
+    local dst n j todo=() jobdir=${logdir}/stage3_fbank max_n=0 rc=0
+    for dst in "$@"; do
+        if [ -f "${dst}/feats.scp" ]; then
+            log "stage 3: ${dst}/feats.scp exists; skipped"
+        else
+            todo+=("${dst}")
+        fi
+    done
+    [ "${#todo[@]}" -gt 0 ] || return 0
+    rm -rf "${jobdir}"; mkdir -p "${jobdir}"
+    for dst in "${todo[@]}"; do
+        rm -rf "${dst}/fbank.work"
+        n=$("${python}" pyscripts/data_tools.py split --scp "${dst}/wav.scp" --nj "${nj}" --out_dir "${dst}/fbank.work/split")
+        echo "${n}" > "${dst}/fbank.work/nj"
+        [ "${n}" -gt "${max_n}" ] && max_n=${n}
+        for (( j = 1; j <= n; j++ )); do
+            printf '%s\t%s\t%s\t%s\n' "${dst}/fbank.work/split/wav.scp.${j}" "${dst}/fbank.work/ark/feats.${j}.ark" \
+                "${dst}/fbank.work/feats.${j}.scp" "${dst}/fbank.work/utt2num_frames.${j}" >> "${jobdir}/jobs.${j}.tsv"
+        done
+    done
+    log "stage 3: fbank (${n_mels} mel bins, ${frame_length}/${frame_shift} ms, ${fs_hz} Hz) of ${todo[*]} with ${max_n} job(s) (logs: ${jobdir}/extract.*.log)"
+    run_cmd "${train_cmd}" JOB=1:"${max_n}" "${jobdir}/extract.JOB.log" \
+        "${python}" -m espnet_bilevel.bin.extract_fbank extract --job_list "${jobdir}/jobs.JOB.tsv" \
+        --fs "${fs_hz}" --n_mels "${n_mels}" --frame_length "${frame_length}" --frame_shift "${frame_shift}" || rc=$?
+    for dst in "${todo[@]}"; do
+        n=$(cat "${dst}/fbank.work/nj")
+        for (( j = 1; j <= n; j++ )); do
+            [ -f "${dst}/fbank.work/feats.${j}.info.json" ] || continue 2  # a job did not finish this set
+        done
+        run_logged "${logdir}/stage3_fbank_$(basename "${dst}").log" "${python}" -m espnet_bilevel.bin.extract_fbank merge \
+            --work_dir "${dst}/fbank.work" --nj "${n}" --out_dir "${dst}" --wav_scp "${dst}/wav.scp"
+        log "stage 3: $(tail -n 1 "${logdir}/stage3_fbank_$(basename "${dst}").log")"
+    done
+    if [ "${rc}" -ne 0 ]; then
+        current_log=$(grep -l '^ERROR' "${jobdir}"/extract.*.log | head -n 1 || true)
+        die "stage 3: fbank extraction failed: $(grep -h '^ERROR' "${jobdir}"/extract.*.log | head -n 1 || true) (logs: ${jobdir}/extract.*.log); fix it and rerun with --stage 3"
+    fi
+}
 if run_stage 3; then
+    fbank_dirs=()
     format_set "${train_set}" "${data_feats}/org/${train_set}" yes
     format_set "${valid_set}" "${data_feats}/org/${valid_set}" yes
     if [ -n "${train_unlab_set}" ] && [ "${train_unlab_set}" != "${train_set}" ]; then
@@ -449,11 +519,13 @@ if run_stage 3; then
         if [ "${_set}" = "${valid_set}" ] || [ "${_set}" = "${train_set}" ]; then continue; fi
         format_set "${_set}" "${data_feats}/${_set}" yes
     done
+    if [ "${feats_type}" = fbank ]; then extract_fbank_sets "${fbank_dirs[@]}"; fi
 fi
 
 # ============================================================================ stage 4: length filter
-# reads:  dump/raw/org/<train,valid,unlab>
-# writes: dump/raw/<train,valid,unlab> (min/max_wav_duration, no empty text), dump/raw/lm_train.txt
+# reads:  dump/<feats_type>/org/<train,valid,unlab>
+# writes: dump/<feats_type>/<train,valid,unlab> (min/max_wav_duration, no empty text; fbank: feats.scp
+#         and the per-utterance feature tables filtered alike, arks stay in org/), dump/<feats_type>/lm_train.txt
 filter_set() {
     local set=$1 text=$2 opts=()
     [ "${text}" = no ] && opts+=(--no_text)
@@ -462,6 +534,7 @@ filter_set() {
         return 0
     fi
     require_file "${data_feats}/org/${set}/utt2num_samples" "stage 3 (format)"
+    require_file "${data_feats}/org/${set}/${speech_file}" "stage 3 (format$([ "${feats_type}" = fbank ] && echo ', fbank extraction'))"
     run_logged "${logdir}/stage4_filter.log" "${python}" pyscripts/data_tools.py filter \
         --in "${data_feats}/org/${set}" --out "${data_feats}/${set}" \
         --min_sec "${min_wav_duration}" --max_sec "${max_wav_duration}" "${opts[@]}"
@@ -478,11 +551,11 @@ if run_stage 4; then
         mv "${data_feats}/lm_train.txt.tmp" "${data_feats}/lm_train.txt"
     fi
 fi
-# the unlabeled set lives in dump/raw/<train_set> when it is the labeled audio reused (mini_an4)
+# the unlabeled set lives in dump/<feats_type>/<train_set> when it is the labeled audio reused (mini_an4)
 unlab_dir=${data_feats}/${train_unlab_set}
 
 # ============================================================================ stage 5: token list
-# reads:  --bpe_train_text (default dump/raw/<train_set>/text)
+# reads:  --bpe_train_text (default dump/<feats_type>/<train_set>/text)
 # writes: data/token_list/char/tokens.txt or data/token_list/bpe_<mode><n>/{bpe.model,tokens.txt}
 if run_stage 5; then
     if [ -f "${token_list}" ]; then
@@ -506,7 +579,7 @@ if run_stage 5; then
 fi
 
 # ============================================================================ stages 6-9: LM
-# reads:  dump/raw/lm_train.txt (--lm_train_text), --lm_dev_text, --lm_test_text, token list
+# reads:  dump/<feats_type>/lm_train.txt (--lm_train_text), --lm_dev_text, --lm_test_text, token list
 # writes: exp/lm_stats_<token>/, exp/lm_<tag>/ (valid.loss.ave.pth), exp/lm_<tag>/perplexity_test/ppl
 lm_token_args=(--token_type "${token_type}" --token_list "${token_list}" --bpemodel "${bpemodel}"
                --non_linguistic_symbols none --cleaner none --g2p none)
@@ -581,51 +654,59 @@ else
 fi
 
 # ============================================================================ stage 10: ASR statistics
-# reads:  dump/raw/<train_set>, dump/raw/<valid_set>, dump/raw/<train_unlab_set>, token list
+# reads:  dump/<feats_type>/<train_set,valid_set,train_unlab_set>/{wav.scp|feats.scp,text}, token list
 # writes: <asr_stats_dir>/{train,valid}/{speech_shape,text_shape.<token>,feats_stats.npz},
 #         <asr_stats_dir>/unlab/train/speech_shape (the unlabeled stream)
 stats_config=$(config_of "${train_runs[0]}")
 train_common_args=(--use_preprocessor true --token_type "${token_type}" --token_list "${token_list}"
                    --bpemodel "${bpemodel}" --non_linguistic_symbols none --cleaner none --g2p none)
+# feature dimension of extracted features (as asr.sh: --input_size makes the model frontend-less)
+feats_dim_of() {
+    local f=${data_feats}/${train_set}/feats_dim
+    require_file "${f}" "stage 3 (fbank extraction) and stage 4 (length filter)"
+    cat "${f}"
+}
 if run_stage 10; then
     if [ -f "${asr_stats_dir}/.done" ]; then
         log "stage 10: ${asr_stats_dir} exists; skipped"
     else
         require_file "${token_list}" "stage 5 (token list)"
         for _d in "${data_feats}/${train_set}" "${data_feats}/${valid_set}"; do
-            require_file "${_d}/wav.scp" "stage 4 (length filter)"
+            require_file "${_d}/${speech_file}" "stage 4 (length filter)"
         done
-        if [ -n "${train_unlab_set}" ]; then require_file "${unlab_dir}/wav.scp" "stage 4 (length filter)"; fi
+        if [ -n "${train_unlab_set}" ]; then require_file "${unlab_dir}/${speech_file}" "stage 4 (length filter)"; fi
+        _feats_args=()
+        [ "${feats_type}" = raw ] || _feats_args=(--input_size "$(feats_dim_of)")
         _tmp=${asr_stats_dir}.tmp
         rm -rf "${_tmp}"; mkdir -p "${_tmp}/logdir"
         # split the key files so that --nj jobs share the work
-        _nj=$(( nj < $(wc -l < "${data_feats}/${valid_set}/wav.scp") ? nj : $(wc -l < "${data_feats}/${valid_set}/wav.scp") ))
+        _nj=$(( nj < $(wc -l < "${data_feats}/${valid_set}/${speech_file}") ? nj : $(wc -l < "${data_feats}/${valid_set}/${speech_file}") ))
         _sets=("${train_set}" "${valid_set}")
         [ -n "${train_unlab_set}" ] && _sets+=("${train_unlab_set}")
         for _set in "${_sets[@]}"; do
-            _n=$(wc -l < "${data_feats}/${_set}/wav.scp")
+            _n=$(wc -l < "${data_feats}/${_set}/${speech_file}")
             [ "${_n}" -lt "${_nj}" ] && _nj=${_n}
         done
         for _set in "${_sets[@]}"; do
-            "${python}" pyscripts/data_tools.py split --scp "${data_feats}/${_set}/wav.scp" --nj "${_nj}" \
+            "${python}" pyscripts/data_tools.py split --scp "${data_feats}/${_set}/${speech_file}" --nj "${_nj}" \
                 --out_dir "${_tmp}/logdir/keys_${_set}" > /dev/null
         done
         _unlab_args=()
         if [ -n "${train_unlab_set}" ]; then
-            _unlab_args=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/wav.scp,speech,sound"
-                         --train_unlab_shape_file "${_tmp}/logdir/keys_${train_unlab_set}/wav.scp.JOB")
+            _unlab_args=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/${speech_file},speech,${speech_type}"
+                         --train_unlab_shape_file "${_tmp}/logdir/keys_${train_unlab_set}/${speech_file}.JOB")
         fi
         log "stage 10: statistics with ${_nj} job(s) (config ${stats_config}; logs: ${_tmp}/logdir/stats.*.log)"
         current_log=${_tmp}/logdir/stats.1.log
         run_cmd "${train_cmd}" JOB=1:"${_nj}" "${_tmp}/logdir/stats.JOB.log" \
             "${python}" -m espnet_bilevel.bin.bilevel_asr_train --collect_stats true --ngpu 0 \
-            "${train_common_args[@]}" --config "${stats_config}" \
-            --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+            "${train_common_args[@]}" --config "${stats_config}" "${_feats_args[@]}" \
+            --train_data_path_and_name_and_type "${data_feats}/${train_set}/${speech_file},speech,${speech_type}" \
             --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
-            --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/${speech_file},speech,${speech_type}" \
             --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text" \
-            --train_shape_file "${_tmp}/logdir/keys_${train_set}/wav.scp.JOB" \
-            --valid_shape_file "${_tmp}/logdir/keys_${valid_set}/wav.scp.JOB" \
+            --train_shape_file "${_tmp}/logdir/keys_${train_set}/${speech_file}.JOB" \
+            --valid_shape_file "${_tmp}/logdir/keys_${valid_set}/${speech_file}.JOB" \
             "${_unlab_args[@]}" --output_dir "${_tmp}/logdir/stats.JOB"
         _in=(); _in_unlab=()
         for (( _j = 1; _j <= _nj; _j++ )); do
@@ -651,7 +732,7 @@ if run_stage 10; then
 fi
 
 # ============================================================================ stage 11: training
-# reads:  dump/raw/<sets>, <asr_stats_dir>, token list, the system configs
+# reads:  dump/<feats_type>/<sets>, <asr_stats_dir>, token list, the system configs
 # writes: exp/asr_<run>_<tag>/ (ESPnet files, steps/*.jsonl, train.log, train_wall_seconds, .train.done)
 train_one() {
     # train_one <run>  (run = supervised | pt | ptft | just | bljust)
@@ -665,17 +746,19 @@ train_one() {
     fi
     local -a args=("${train_common_args[@]}" --config "${config}" --solver "${solver}"
         --normalize global_mvn --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz"
-        --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound"
+        --train_data_path_and_name_and_type "${data_feats}/${train_set}/${speech_file},speech,${speech_type}"
         --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text"
-        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound"
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/${speech_file},speech,${speech_type}"
         --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text"
         --train_shape_file "${asr_stats_dir}/train/speech_shape"
         --train_shape_file "${asr_stats_dir}/train/text_shape.${token_type}"
         --valid_shape_file "${asr_stats_dir}/valid/speech_shape"
         --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_type}"
-        --fold_length 80000 --fold_length 150 --resume true --output_dir "${exp}")
+        --fold_length "${speech_fold_length}" --fold_length 150 --resume true --output_dir "${exp}")
+    # extracted features: no frontend, the model reads <feats_dim>-dim vectors (as asr.sh --input_size)
+    [ "${feats_type}" = raw ] || args+=(--input_size "$(feats_dim_of)")
     if [ "${run}" != supervised ] && [ "${run}" != ptft ]; then
-        args+=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/wav.scp,speech,sound"
+        args+=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/${speech_file},speech,${speech_type}"
                --train_unlab_shape_file "${asr_stats_dir}/unlab/train/speech_shape")
     fi
     if [ "${run}" = ptft ]; then
@@ -765,7 +848,8 @@ if run_stage 11; then
 fi
 
 # ============================================================================ stage 12: export + decode
-# reads:  exp/asr_<system>_<tag>/{config.yaml,<inference_asr_model>}, dump/raw/<test sets>
+# reads:  exp/asr_<system>_<tag>/{config.yaml,<inference_asr_model>}, dump/<feats_type>/<test sets>
+#         (wav.scp as sound, or feats.scp as kaldi_ark)
 # writes: <exp>/export/{config.yaml,model.pth} (stock ESPnet model), <exp>/<inference_tag>/<set>/{text,token,
 #         token_int,score}, logs in exp/decode_jobs/<inference_tag>/
 lm_decode_args=()
@@ -778,7 +862,7 @@ if run_stage 12; then
         require_file "$(exp_of "${_s}")/.train.done" "stage 11 (training of ${_s})"
     done
     if ${use_lm}; then require_file "${lm_exp}/${inference_lm}" "stage 7 (LM training)"; fi
-    for _set in "${test_set_list[@]}"; do require_file "${data_feats}/${_set}/wav.scp" "stages 3-4 (format, filter)"; done
+    for _set in "${test_set_list[@]}"; do require_file "${data_feats}/${_set}/${speech_file}" "stages 3-4 (format, filter)"; done
     _exports=()
     for _s in "${systems[@]}"; do _exports+=(--exp "$(exp_of "${_s}")"); done
     log "stage 12: exporting ${systems[*]} as stock ESPnet models (${inference_asr_model})"
@@ -797,12 +881,12 @@ if run_stage 12; then
                 log "stage 12: ${_dir} exists; skipped"
                 continue
             fi
-            _n=$("${python}" pyscripts/data_tools.py split --scp "${data_feats}/${_set}/wav.scp" \
+            _n=$("${python}" pyscripts/data_tools.py split --scp "${data_feats}/${_set}/${speech_file}" \
                  --nj "${inference_nj}" --out_dir "${_dir}/keys")
             for (( _j = 1; _j <= _n; _j++ )); do
-                printf '%s\t%s\t%s\t%s\t%s\n' "${_dir}/logdir/output.${_j}" "${_exp}/export/config.yaml" \
-                    "${_exp}/export/model.pth" "${data_feats}/${_set}/wav.scp" "${_dir}/keys/wav.scp.${_j}" \
-                    >> "${_jobdir}/jobs.${_j}.tsv"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${_dir}/logdir/output.${_j}" "${_exp}/export/config.yaml" \
+                    "${_exp}/export/model.pth" "${data_feats}/${_set}/${speech_file}" \
+                    "${_dir}/keys/${speech_file}.${_j}" "${speech_type}" >> "${_jobdir}/jobs.${_j}.tsv"
             done
             _todo+=("${_dir}:${_n}")
         done
@@ -836,7 +920,7 @@ if run_stage 12; then
 fi
 
 # ============================================================================ stage 13: scoring
-# reads:  <exp>/<inference_tag>/<set>/text, dump/raw/<set>/{text,utt2spk}
+# reads:  <exp>/<inference_tag>/<set>/text, dump/<feats_type>/<set>/{text,utt2spk}
 # writes: <exp>/<inference_tag>/<set>/scoring/{result.txt,result.json,score_{wer,cer}/}, <exp>/RESULTS.md,
 #         ./RESULTS.md (recipe level: per-system tables; stage 16 adds the comparison)
 compare_dir=${expdir}/compare_${asr_tag}

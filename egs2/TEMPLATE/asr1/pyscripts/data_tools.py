@@ -6,6 +6,7 @@ Usage:
   data_tools.py format --in data/train --out dump/raw/org/train [--fs 16000] [--audio_format keep|wav|flac]
                        [--no_text] [--nj 2]
   data_tools.py filter --in dump/raw/org/train --out dump/raw/train --min_sec 0.1 --max_sec 20 [--no_text]
+                       (feats.scp, utt2num_frames, feats_shape of an fbank dir are filtered alike)
   data_tools.py split --scp dump/raw/test/wav.scp --nj 4 --out_dir exp/x/decode/test/keys
   data_tools.py bpe --text data/train/text --out_dir data/token_list/bpe_unigram30 --nbpe 30 [--bpemode unigram]
   data_tools.py vocab_suffix --in exp/asr_stats/train/text_shape --token_list tokens.txt --out text_shape.char
@@ -236,7 +237,15 @@ def filter_dir(src: Path, dst: Path, min_sec: float, max_sec: float, require_tex
         os.replace(tables / name, tmp / name)
     tables.rmdir()
     write_table(tmp / "utt2num_samples", {u: nums[u] for u in keep})
-    for name in ("feats_type", "audio_format", "fs"):
+    # extracted features (--feats_type fbank): the tables follow the utterances, the arks stay put
+    for name in ("feats.scp", "utt2num_frames", "feats_shape"):
+        if (src / name).is_file():
+            table = read_table(src / name)
+            missing = [u for u in keep if u not in table]
+            if missing:
+                raise DataError(f"{src}/{name}: no entry for {len(missing)} utterance(s), e.g. {missing[0]}")
+            write_table(tmp / name, {u: table[u] for u in keep})
+    for name in ("feats_type", "audio_format", "fs", "feats_dim", "frame_shift", "fbank.conf"):
         if (src / name).is_file():
             shutil.copy(src / name, tmp / name)
     replace_dir(tmp, dst)
