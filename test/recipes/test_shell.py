@@ -60,6 +60,15 @@ def test_help_lists_every_option(recipe):
     assert "Recipe options" in proc.stdout
 
 
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_help_works_from_outside_the_recipe_dir(recipe, tmp_path):
+    """Users call egs2/<corpus>/asr1/run.sh from the repository root too."""
+    proc = subprocess.run([str(EGS2 / recipe / "asr1" / "run.sh"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, output(proc)
+    assert "Usage:" in proc.stdout and "Recipe options" in proc.stdout
+
+
 def test_unknown_option_is_a_clear_error(recipe_copy):
     d = recipe_copy("mini_synth")
     proc = run_recipe(d, "--small", "true", "--no_such_option", "1", timeout=60)

@@ -7,7 +7,8 @@
 # Models: conf/librispeech_100/*.yaml (GPU-sized conformer, hybrid CTC/attention, BPE 5000).
 # Data: $LIBRISPEECH (or --librispeech) holds LibriSpeech/<part>/; missing parts are downloaded.
 set -euo pipefail
-cd "$(dirname "$0")"
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")"
 
 labeled_subset_hours=
 librispeech=${LIBRISPEECH:-downloads}
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
         --librispeech) librispeech=$2; shift 2 ;;
         --local_extra) local_extra=$2; shift 2 ;;
         --help|-h)
-            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,9p' "$self" | sed 's/^# \{0,1\}//'
             echo
             echo "Recipe options:"
             echo "  --labeled_subset_hours   use an H-hour subset of train-clean-100 as the labeled set []"

@@ -7,7 +7,8 @@
 # the unlabeled set: the SSL level sees the same utterances without their transcripts. This
 # recipe checks the plumbing on real audio; its numbers say nothing about semi-supervised gains.
 set -euo pipefail
-cd "$(dirname "$0")"
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")"
 
 an4_root=${AN4_ROOT:-/work/shared/data/mini_an4/downloads/an4}
 args=()
@@ -16,7 +17,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --an4_root) an4_root=$2; shift 2 ;;
         --help|-h)
-            sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,8p' "$self" | sed 's/^# \{0,1\}//'
             echo
             echo "Recipe options:"
             echo "  --an4_root               AN4 tree with etc/ and wav/ [\${AN4_ROOT:-/work/shared/data/mini_an4/downloads/an4}]"

@@ -8,7 +8,8 @@
 #   default      conf/mini/*.yaml, 60 labeled / 600 unlabeled utterances; dirs data/ dump/ exp/
 #   --small true conf/tiny/*.yaml, 16 / 24 utterances (CI, a few minutes); dirs data_small/ dump_small/ exp_small/
 set -euo pipefail
-cd "$(dirname "$0")"
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")"
 
 small=false
 args=()
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
         --small) [ $# -ge 2 ] || { echo "run.sh: --small needs a value (true|false)" >&2; exit 2; }
                  small=$2; shift 2 ;;
         --help|-h)
-            sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,9p' "$self" | sed 's/^# \{0,1\}//'
             echo
             echo "Recipe options:"
             echo "  --small                true: CI-sized corpus and tiny models [false]"

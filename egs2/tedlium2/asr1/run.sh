@@ -7,7 +7,8 @@
 # Models: conf/tedlium2/*.yaml (GPU-sized conformer, hybrid CTC/attention, BPE 500).
 # Data: $TEDLIUM2 (or --tedlium2) holds TEDLIUM_release2/; it is downloaded when missing.
 set -euo pipefail
-cd "$(dirname "$0")"
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$self")"
 
 n_labeled_hours=
 labeled_fraction=
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
         --tedlium2) tedlium2=$2; shift 2 ;;
         --local_extra) local_extra=$2; shift 2 ;;
         --help|-h)
-            sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,8p' "$self" | sed 's/^# \{0,1\}//'
             echo
             echo "Recipe options:"
             echo "  --n_labeled_hours        hours of labeled training talks [50]"
