@@ -61,7 +61,7 @@ def test_small_fbank_bljust_stages_1_to_13(recipe_copy):
     jobs = (d / "exp_small" / "decode_jobs" / "decode_decode_ctc_greedy_valid.cer_ctc.ave" / "jobs.1.tsv").read_text()
     assert "dump_small/fbank/test/feats.scp" in jobs and jobs.rstrip().endswith("kaldi_ark")
 
-    results = (d / "RESULTS.md").read_text()
+    results = (d / "RESULTS_small.md").read_text()
     assert "## bljust: asr_bljust_fbank_char" in results
     assert re.search(r"^\|test\|6\|\d+\|", results, flags=re.M), results
 

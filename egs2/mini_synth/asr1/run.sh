@@ -45,5 +45,5 @@ export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh${orig_arg
     --supervised_config "conf/${scale}/supervised.yaml" --pt_config "conf/${scale}/pretrain.yaml" \
     --just_config "conf/${scale}/weighted_sum.yaml" --bljust_config "conf/${scale}/bljust.yaml" \
     --inference_config conf/decode_ctc_greedy.yaml --inference_asr_model valid.cer_ctc.ave.pth \
-    --skip_upload_hf false --hf_dry_run true \
+    --skip_upload_hf false --hf_dry_run true --results_file "RESULTS${suffix}.md" \
     "${args[@]}"
