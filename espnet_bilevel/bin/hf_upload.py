@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_bilevel.bin.make_model_card import SYSTEM_TEXT, build_card
+from espnet_bilevel.bin.make_model_card import SYSTEM_TEXT, add_card_arguments, build_card
 
 
 class UploadError(Exception):
@@ -88,14 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--repo", required=True, help="user/name on huggingface.co")
     p.add_argument("--out_dir", type=Path, required=True, help="where the upload folder is staged")
     p.add_argument("--dry_run", action="store_true", help="stage the files, upload nothing")
-    p.add_argument("--train_set", default="")
-    p.add_argument("--unlab_set", default="")
-    p.add_argument("--valid_set", default="")
-    p.add_argument("--pt_exp", type=Path, default=None)
-    p.add_argument("--recipe", default="")
-    p.add_argument("--command", default="")
-    p.add_argument("--license", default="cc-by-4.0")
-    p.add_argument("--dump_dir", type=Path, default=Path("dump/raw"), help="formatted data dirs (for data sizes)")
+    add_card_arguments(p)
     a = p.parse_args(argv)
     try:
         if "/" not in a.repo:

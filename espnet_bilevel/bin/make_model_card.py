@@ -156,13 +156,8 @@ def build_card(exp: Path, system: str, repo: str = "", pack: Optional[Path] = No
     return "\n".join(out) + "\n"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--exp", type=Path, required=True)
-    p.add_argument("--system", required=True, choices=sorted(SYSTEM_TEXT))
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--repo", default="")
-    p.add_argument("--pack", type=Path, default=None)
+def add_card_arguments(p: argparse.ArgumentParser) -> None:
+    """The model-card options shared with hf_upload (data sets, PT run, recipe, licence)."""
     p.add_argument("--train_set", default="")
     p.add_argument("--unlab_set", default="")
     p.add_argument("--valid_set", default="")
@@ -171,6 +166,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--command", default="")
     p.add_argument("--license", default="cc-by-4.0")
     p.add_argument("--dump_dir", type=Path, default=Path("dump/raw"), help="formatted data dirs (for data sizes)")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", type=Path, required=True)
+    p.add_argument("--system", required=True, choices=sorted(SYSTEM_TEXT))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--repo", default="")
+    p.add_argument("--pack", type=Path, default=None)
+    add_card_arguments(p)
     a = p.parse_args(argv)
     try:
         card = build_card(a.exp, a.system, a.repo, a.pack, a.train_set, a.unlab_set, a.valid_set, a.pt_exp,
