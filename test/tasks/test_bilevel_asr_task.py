@@ -29,12 +29,19 @@ def test_print_config_shows_solver_loss_and_unlabeled_options(monkeypatch):
     assert "init_param" in conf and "dist_backend" in conf  # stock ESPnet options kept
 
 
-@pytest.mark.parametrize(
-    "config", sorted(str(p.relative_to(REPO)) for p in (REPO / "conf").rglob("*.yaml")
-                     if not p.name.startswith("decode"))
-)
+def _is_stock_espnet(path: Path) -> bool:
+    """Configs of stock ESPnet tasks (the HuBERT PT+FT reference) have no bilevel ``solver``."""
+    return "solver" not in (yaml.safe_load(path.read_text()) or {})
+
+
+TRAINING_CONFIGS = sorted(p for p in (REPO / "conf").rglob("*.yaml") if not p.name.startswith("decode"))
+BILEVEL_CONFIGS = [str(p.relative_to(REPO)) for p in TRAINING_CONFIGS if not _is_stock_espnet(p)]
+STOCK_CONFIGS = [str(p.relative_to(REPO)) for p in TRAINING_CONFIGS if _is_stock_espnet(p)]
+
+
+@pytest.mark.parametrize("config", BILEVEL_CONFIGS)
 def test_every_shipped_training_config_builds(config, tmp_path, tiny_corpus):
-    """Each YAML under conf/ parses with the task parser and builds model, solver, optimizers."""
+    """Each bilevel YAML under conf/ parses with the task parser and builds model, solver, optimizers."""
     from espnet_bilevel.tasks.bilevel_asr import BilevelASRTask
 
     parser = BilevelASRTask.get_parser()
@@ -47,6 +54,102 @@ def test_every_shipped_training_config_builds(config, tmp_path, tiny_corpus):
     assert groups["theta"] and groups["phi"]
     if args.ssl_loss is not None:
         assert groups["eta"]
+
+
+def _stock_task(conf: dict):
+    """The stock ESPnet task of a config: HubertTask for HuBERT pre-training, else ASRTask."""
+    if conf.get("encoder") == "torchaudio_hubert":
+        from espnet2.tasks.hubert import HubertTask
+
+        return HubertTask
+    from espnet2.tasks.asr import ASRTask
+
+    return ASRTask
+
+
+def test_stock_configs_are_the_hubert_reference_pairs():
+    """Only the HuBERT reference is stock ESPnet (a bilevel config that lost its solver would
+    otherwise silently leave the bilevel test above)."""
+    assert all(Path(c).name.startswith("hubert_") for c in STOCK_CONFIGS), STOCK_CONFIGS
+    assert {"conf/mini/hubert_pretrain.yaml", "conf/mini/hubert_finetune.yaml",
+            "conf/tiny/hubert_pretrain.yaml", "conf/tiny/hubert_finetune.yaml"} <= set(STOCK_CONFIGS)
+
+
+@pytest.mark.parametrize("config", STOCK_CONFIGS)
+def test_every_shipped_stock_config_builds_with_stock_espnet(config, tiny_corpus):
+    """The HuBERT PT+FT reference configs are plain ESPnet: the stock task parses and builds them."""
+    conf = yaml.safe_load((REPO / config).read_text())
+    task = _stock_task(conf)
+    args = task.get_parser().parse_args(["--config", str(REPO / config),
+                                         "--token_list", str(tiny_corpus["token_list"])])
+    model = task.build_model(args)
+    assert type(model).__module__.startswith("espnet2.")
+    assert len(task.build_optimizers(args, model)) == 1
+    assert args.input_size == 1 and args.frontend is None and args.normalize is None  # waveform in
+
+
+@pytest.mark.parametrize("scale", sorted({Path(c).parent.name for c in STOCK_CONFIGS}))
+def test_hubert_finetune_encoder_is_the_pretrain_encoder(scale, tiny_corpus, tmp_path):
+    """hubert_ptft.sh initialises FT with --init_param <pt>:encoder:encoder and the same
+    --n_clusters on both sides: every PT encoder tensor must load into FT's with its shape."""
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.tasks.hubert import HubertTask
+
+    n = 7
+    tokens = tmp_path / "km_tokens.txt"
+    tokens.write_text("".join(f"{i}\n" for i in range(n)) + "<unk>\n<sos/eos>\n")
+    pt_args = HubertTask.get_parser().parse_args(
+        ["--config", str(REPO / f"conf/{scale}/hubert_pretrain.yaml"), "--token_list", str(tokens),
+         "--num_classes", str(n), "--token_type", "word"])
+    ft_args = ASRTask.get_parser().parse_args(
+        ["--config", str(REPO / f"conf/{scale}/hubert_finetune.yaml"),
+         "--token_list", str(tiny_corpus["token_list"]), "--encoder_conf", f"num_classes={n}"])
+    pt, ft = HubertTask.build_model(pt_args), ASRTask.build_model(ft_args)
+    ft.encoder.load_state_dict(pt.encoder.state_dict(), strict=True)  # raises on any mismatch
+    assert ft.encoder.finetuning and not pt.encoder.finetuning
+    assert pt_args.collate_fn_conf["label_downsampling"] == 2  # 10 ms MFCC labels -> 20 ms frames
+    assert pt_args.batch_size == ft_args.batch_size
+
+
+@pytest.mark.parametrize("scale", sorted({Path(c).parent.name for c in STOCK_CONFIGS}))
+def test_hubert_configs_train_forward_and_backward(scale, tiny_corpus, tmp_path):
+    """A few training steps' forward/backward of both halves on random audio (masking is random,
+    so several draws), with PT labels at the length hubert_train feeds them."""
+    import torch
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.tasks.hubert import HubertTask
+
+    from espnet_bilevel.ssl_targets.mfcc_kmeans import num_label_frames
+
+    tokens = tmp_path / "km_tokens.txt"
+    tokens.write_text("".join(f"{i}\n" for i in range(5)) + "<unk>\n<sos/eos>\n")
+    pt = HubertTask.build_model(HubertTask.get_parser().parse_args(
+        ["--config", str(REPO / f"conf/{scale}/hubert_pretrain.yaml"), "--token_list", str(tokens),
+         "--num_classes", "5"]))
+    ft = ASRTask.build_model(ASRTask.get_parser().parse_args(
+        ["--config", str(REPO / f"conf/{scale}/hubert_finetune.yaml"),
+         "--token_list", str(tiny_corpus["token_list"]), "--encoder_conf", "num_classes=5"]))
+    torch.manual_seed(0)
+    n = 12000  # what HuBERTCollateFn hands over: a batch cropped to one length, labels downsampled
+    speech, lengths = 0.1 * torch.randn(2, n), torch.tensor([n, n])
+    labels = torch.randint(0, 5, (2, num_label_frames(n)))[:, ::2]
+    chars = torch.randint(3, 8, (2, 6))
+    for _ in range(8):
+        for model, text in ((pt, labels), (ft, chars)):
+            model.train()
+            loss, stats, _ = model(speech, lengths, text, torch.tensor([text.shape[1]] * 2))
+            assert torch.isfinite(loss)
+            loss.backward()
+
+
+@pytest.mark.parametrize("config", STOCK_CONFIGS)
+def test_hubert_channel_masks_never_round_to_zero_spans(config):
+    """torchaudio 2.9's channel masking raises IndexError when mask_channel_prob * dim / length
+    rounds down to 0 spans (it has no minimum, unlike time masking): the configs must stay >= 1."""
+    enc = yaml.safe_load((REPO / config).read_text())["encoder_conf"]
+    prob = enc.get("mask_channel_prob", 0.0)
+    if prob > 0:
+        assert prob * enc["encoder_embed_dim"] / enc.get("mask_channel_length", 10) >= 1.0
 
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO))
