@@ -21,6 +21,11 @@ Usage:
 The export checks itself: the stock model built from the exported config must accept the
 exported weights with ``strict=True`` (ESPnet loads with strict=False, which would hide a
 mismatch).  Files are written atomically.
+
+A stock ESPnet ASR experiment (``espnet2.bin.asr_train``, e.g. the fine-tuning half of the
+recipe's hubert_ptft system) exports the same way: its config has no bilevel-only options and its
+weights no SSL head, so the export is a checked copy (only the bookkeeping keys ESPnet adds to a
+saved config, such as ``version``, are dropped), and stage 12 treats every system alike.
 """
 import argparse
 import logging
@@ -110,8 +115,10 @@ def export(train_config: Path, model_file: Path, output_dir: Path) -> Path:
     )
     _atomic_write(output_dir / "model.pth", lambda tmp: torch.save(asr_state, tmp))
     n_removed = len(state) - len(asr_state)
+    kind = "bilevel" if "solver" in conf else "stock ESPnet"
     logging.info(
-        f"exported {len(asr_state)} tensors ({n_removed} SSL-head tensors dropped) to {output_dir}"
+        f"exported {len(asr_state)} tensors of a {kind} model ({n_removed} SSL-head tensors dropped)"
+        f" to {output_dir}"
     )
     return output_dir
 

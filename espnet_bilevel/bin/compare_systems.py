@@ -8,6 +8,12 @@ Usage (bilevel_asr.sh stage 16):
       --decode_dir decode_decode_ctc_greedy_valid.cer_ctc.ave --test_sets dev test \\
       --valid_set dev --out_dir exp/compare_raw_char
 
+  # several runs (seeds) per system: comma-separated dirs; --pre_exp lists as many dirs, in order
+  python -m espnet_bilevel.bin.compare_systems \\
+      --system supervised=exp/asr_supervised_raw_char_seed1,exp/asr_supervised_raw_char_seed2 \\
+      --system ptft=exp/asr_ptft_raw_char_seed1,exp/asr_ptft_raw_char_seed2 \\
+      --pre_exp ptft=exp/asr_pt_raw_char_seed1,exp/asr_pt_raw_char_seed2 ... (as above)
+
 Reads, per system exp dir E:
   E/<decode_dir>/<set>/scoring/result.json   WER/CER (stage 13)
   E/train_wall_seconds                     training wall time measured by the recipe (stage 11)
@@ -16,6 +22,15 @@ Reads, per system exp dir E:
   E/steps/epoch*.jsonl                     per-step losses and gamma (BL-JUST plot)
 ``--pre_exp NAME=DIR`` adds a preceding run (the PT half of PT+FT): its wall time is added and its
 epochs come first on the time axis.
+
+With one dir per system the table has one row of numbers per system. As soon as one system has
+several dirs (runs with different seeds), every cell is ``mean ± std`` over that system's runs
+(sample standard deviation, n - 1 in the denominator; a "runs" column gives n; a value missing in
+any run makes the cell "-"), and the plot shows the per-epoch mean with error bars (one standard
+deviation of time and CER; epochs that not every run has are dropped). A row of compare.json then
+holds n, the means (wall_seconds, scores, curve = [time, CER, time std, CER std] per epoch), their
+standard deviations (wall_seconds_std, scores_std) and the single-run rows under "runs". Exp dir
+paths must not contain commas.
 
 Writes <out_dir>/compare.md, compare.json, dev_cer_vs_wall_time.png and (when a bljust system with
 steps/*.jsonl is given) bljust_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
@@ -35,11 +50,25 @@ class CompareError(Exception):
     pass
 
 
-def _pair(value: str) -> Tuple[str, Path]:
-    if "=" not in value:
-        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {value!r}")
-    name, path = value.split("=", 1)
-    return name, Path(path)
+def _pair(value: str) -> Tuple[str, List[Path]]:
+    """NAME=DIR[,DIR...] -> (NAME, [DIR, ...])."""
+    name, _, paths = value.partition("=")
+    parts = paths.split(",")
+    if not name or not paths or "" in parts:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR[,DIR...], got {value!r}")
+    return name, [Path(p) for p in parts]
+
+
+def mean_std(values: List[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:
+    """Mean and sample standard deviation (n - 1); (None, None) if a value is missing or NaN,
+    std None for a single value."""
+    if not values or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+        return None, None
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 # ------------------------------------------------------------------------------------ readers
@@ -162,6 +191,42 @@ def markdown(rows: List[dict], sets: List[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fmt_pm(mean, std, digits=1) -> str:
+    if mean is None:
+        return "-"
+    return _fmt(mean, digits) if std is None else f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
+
+
+def markdown_runs(rows: List[dict], sets: List[str]) -> str:
+    """The table for several runs per system: mean ± sample std over the runs."""
+    head = ["system", "runs", "params", "train wall time (s)"]
+    for s in sets:
+        head += [f"{s} WER (%)", f"{s} CER (%)"]
+    lines = ["## Comparison of systems", "",
+             "Same data, model and decoding for every system; WER/CER in %, wall time of stage 11 "
+             "(for the PT+FT systems: pre-training + fine-tuning). Each cell is mean ± sample standard deviation "
+             "over the system's runs (seeds); n = runs.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["system"], str(r["n"]), _fmt_params(r["params"]),
+                 _fmt_pm(r["wall_seconds"], r["wall_seconds_std"], 0)]
+        for s in sets:
+            for m in ("wer", "cer"):
+                cells.append(_fmt_pm(r["scores"][s][m], r["scores_std"][s][m]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def mean_curve(curves: List[List[Tuple[float, float]]]) -> List[List[Optional[float]]]:
+    """Per epoch [mean time, mean CER, std time, std CER] over runs (epochs all runs have)."""
+    out = []
+    for i in range(min(len(c) for c in curves) if curves else 0):
+        t, t_std = mean_std([c[i][0] for c in curves])
+        cer, cer_std = mean_std([c[i][1] for c in curves])
+        out.append([t, math.nan if cer is None else cer, t_std, cer_std])
+    return out
+
+
 def plot_cer_vs_time(curves: Dict[str, List[Tuple[float, float]]], out: Path, valid_set: str) -> None:
     import matplotlib
 
@@ -173,9 +238,32 @@ def plot_cer_vs_time(curves: Dict[str, List[Tuple[float, float]]], out: Path, va
         pts = [(t, c) for t, c in pts if not math.isnan(c)]
         if pts:
             ax.plot([t for t, _ in pts], [100 * c for _, c in pts], marker="o", label=name)
+    _finish_cer_plot(fig, ax, out, valid_set)
+
+
+def plot_cer_vs_time_runs(curves: Dict[str, List[List[Optional[float]]]], out: Path, valid_set: str) -> None:
+    """The mean curve of each system with error bars (one std of time and of CER)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, pts in curves.items():
+        pts = [p for p in pts if p[0] is not None and not math.isnan(p[1])]
+        if pts:
+            ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts],
+                        xerr=[p[2] or 0.0 for p in pts], yerr=[100 * (p[3] or 0.0) for p in pts],
+                        marker="o", capsize=3, label=name)
+    _finish_cer_plot(fig, ax, out, valid_set, " (mean ± std over runs)")
+
+
+def _finish_cer_plot(fig, ax, out: Path, valid_set: str, title_suffix: str = "") -> None:
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("training time (s, trainer epochs)")
     ax.set_ylabel(f"{valid_set} CER (%, CTC greedy)")
-    ax.set_title("Validation CER vs. training time")
+    ax.set_title("Validation CER vs. training time" + title_suffix)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -215,65 +303,104 @@ def plot_bljust(steps: List[dict], out: Path) -> None:
     plt.close(fig)
 
 
+def read_run(exp: Path, pre: Optional[Path], decode_dir: str, sets: List[str]) -> dict:
+    """One run of a system: wall time (+ the preceding run's), scores, params and CER curve."""
+    if not exp.is_dir():
+        raise CompareError(f"{exp}: experiment dir not found")
+    wall = read_wall(exp)
+    offset = 0.0
+    if pre is not None:
+        pre_wall = read_wall(pre)
+        wall = None if wall is None or pre_wall is None else wall + pre_wall
+        for e in read_epochs(pre):
+            offset += e["seconds"]
+    points: List[Tuple[float, float]] = []
+    t = offset
+    for e in read_epochs(exp):
+        t += e["seconds"]
+        points.append((t, e["cer_ctc"]))
+    return {"exp": str(exp), "params": count_params(exp), "wall_seconds": wall,
+            "scores": read_scores(exp, decode_dir, sets), "curve": points}
+
+
+def aggregate(name: str, runs: List[dict], sets: List[str]) -> dict:
+    """The row of a system with several runs: mean and sample std of every number."""
+    wall, wall_std = mean_std([r["wall_seconds"] for r in runs])
+    scores: Dict[str, Dict[str, Optional[float]]] = {}
+    scores_std: Dict[str, Dict[str, Optional[float]]] = {}
+    for s in sets:
+        scores[s], scores_std[s] = {}, {}
+        for m in ("wer", "cer"):
+            scores[s][m], scores_std[s][m] = mean_std([r["scores"][s][m] for r in runs])
+    return {"system": name, "exp": [r["exp"] for r in runs], "n": len(runs), "params": runs[0]["params"],
+            "wall_seconds": wall, "wall_seconds_std": wall_std, "scores": scores, "scores_std": scores_std,
+            "curve": mean_curve([r["curve"] for r in runs]), "runs": runs}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--system", type=_pair, action="append", required=True, help="NAME=EXP_DIR (repeatable)")
-    p.add_argument("--pre_exp", type=_pair, action="append", default=[], help="NAME=EXP_DIR of a preceding run")
+    p.add_argument("--system", type=_pair, action="append", required=True,
+                   help="NAME=EXP_DIR[,EXP_DIR...] (repeatable; several dirs = runs with different seeds)")
+    p.add_argument("--pre_exp", type=_pair, action="append", default=[],
+                   help="NAME=EXP_DIR[,EXP_DIR...] of the preceding runs, one per run of NAME, in order")
     p.add_argument("--decode_dir", required=True, help="decode dir name inside each exp dir")
     p.add_argument("--test_sets", nargs="+", required=True)
     p.add_argument("--valid_set", default="dev", help="name used on the CER plot's axis")
     p.add_argument("--out_dir", type=Path, required=True)
     a = p.parse_args(argv)
+    systems = dict(a.system)
     pre = dict(a.pre_exp)
+    several = any(len(dirs) > 1 for dirs in systems.values())
     try:
-        rows, curves = [], {}
-        for name, exp in a.system:
-            if not exp.is_dir():
-                raise CompareError(f"{exp}: experiment dir not found")
-            wall = read_wall(exp)
-            offset = 0.0
-            points: List[Tuple[float, float]] = []
-            if name in pre:
-                pre_wall = read_wall(pre[name])
-                wall = None if wall is None or pre_wall is None else wall + pre_wall
-                for e in read_epochs(pre[name]):
-                    offset += e["seconds"]
-            t = offset
-            for e in read_epochs(exp):
-                t += e["seconds"]
-                points.append((t, e["cer_ctc"]))
-            curves[name] = points
-            rows.append({"system": name, "exp": str(exp), "params": count_params(exp), "wall_seconds": wall,
-                         "scores": read_scores(exp, a.decode_dir, a.test_sets),
-                         "curve": points})
+        if len(systems) != len(a.system):
+            raise CompareError("--system: a system name is given twice")
+        for name, dirs in pre.items():
+            if name not in systems:
+                raise CompareError(f"--pre_exp {name}: no --system {name}")
+            if len(dirs) != len(systems[name]):
+                raise CompareError(f"--pre_exp {name}: {len(dirs)} dir(s) for {len(systems[name])} run(s) "
+                                   f"of --system {name}")
+        rows = []
+        for name, dirs in a.system:
+            pre_dirs = pre.get(name, [None] * len(dirs))
+            runs = [read_run(exp, pre_exp, a.decode_dir, a.test_sets) for exp, pre_exp in zip(dirs, pre_dirs)]
+            if several:
+                rows.append(aggregate(name, runs, a.test_sets))
+            else:
+                rows.append({"system": name, **runs[0]})
     except CompareError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
+    table = markdown_runs(rows, a.test_sets) if several else markdown(rows, a.test_sets)
     tmp = a.out_dir.with_name(a.out_dir.name + ".tmp")
     if tmp.exists():
         import shutil
 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    (tmp / "compare.md").write_text(markdown(rows, a.test_sets) + "\n"
+    (tmp / "compare.md").write_text(table + "\n"
                                     + f"Plots: `{a.out_dir}/dev_cer_vs_wall_time.png`"
-                                    + ("" if "bljust" not in dict(a.system) else f", `{a.out_dir}/bljust_losses.png`")
+                                    + ("" if "bljust" not in systems else f", `{a.out_dir}/bljust_losses.png`")
                                     + "\n", encoding="utf-8")
     (tmp / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
-    systems = dict(a.system)
+    curves = {r["system"]: r["curve"] for r in rows}
+    if several:
+        plot_cer_vs_time_runs(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
+    else:
+        plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
     if "bljust" in systems:
-        steps = read_steps(systems["bljust"])
+        bljust_exp = systems["bljust"][0]  # with several runs: the first one's steps
+        steps = read_steps(bljust_exp)
         if steps:
             plot_bljust(steps, tmp / "bljust_losses.png")
         else:
-            print(f"WARNING: {systems['bljust']}/steps/*.jsonl not found; no bljust_losses.png", file=sys.stderr)
+            print(f"WARNING: {bljust_exp}/steps/*.jsonl not found; no bljust_losses.png", file=sys.stderr)
     if a.out_dir.exists():
         import shutil
 
         shutil.rmtree(a.out_dir)
     tmp.rename(a.out_dir)
-    print(markdown(rows, a.test_sets))
+    print(table)
     return 0
 
 

@@ -9,7 +9,8 @@ Usage:
       [--model valid.cer_ctc.ave.pth] [--out_name export]
 
 For each ``--exp E`` it exports ``E/config.yaml`` + ``E/<model>`` to ``E/<out_name>/{config.yaml,
-model.pth}`` and records the source in ``E/<out_name>/source_model``. An export whose
+model.pth}`` (E may be a bilevel experiment or a stock ``espnet2.bin.asr_train`` one, see
+bilevel_export) and records the source in ``E/<out_name>/source_model``. An export whose
 ``source_model`` already names the same (resolved) model file is skipped. Exit status 1 with
 "ERROR: ..." if an input is missing or the export fails its self-check.
 """

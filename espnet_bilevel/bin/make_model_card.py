@@ -26,6 +26,10 @@ import yaml
 SYSTEM_TEXT = {
     "supervised": "supervised-only training on the labeled set (CTC)",
     "ptft": "self-supervised pre-training on the unlabeled set, then supervised fine-tuning (PT+FT)",
+    "bestrq_ptft": "BEST-RQ pre-training on the unlabeled set, then supervised fine-tuning (PT+FT)",
+    "birq_ptft": "BiRQ pre-training on the unlabeled set, then supervised fine-tuning (PT+FT)",
+    "hubert_ptft": "ESPnet's HuBERT pre-training on the unlabeled set, then stock ESPnet fine-tuning "
+                   "(PT+FT reference)",
     "just": "JUST: joint training on a weighted sum of the supervised and self-supervised losses",
     "bljust": "BL-JUST: bilevel joint unsupervised and supervised training (penalty-based, rising gamma)",
 }
@@ -109,18 +113,28 @@ def build_card(exp: Path, system: str, repo: str = "", pack: Optional[Path] = No
         "",
         "## Training configuration",
         "",
-        f"- encoder: {conf.get('encoder')} ({enc.get('num_blocks', '?')} blocks, dim {enc.get('output_size', '?')}), "
+        f"- encoder: {conf.get('encoder')} ({enc.get('num_blocks', enc.get('encoder_num_layers', '?'))} blocks, "
+        f"dim {enc.get('output_size', enc.get('encoder_embed_dim', '?'))}), "
         f"frontend: {conf.get('frontend')} {json.dumps(conf.get('frontend_conf') or {})}",
-        f"- solver: `{conf.get('solver')}` {json.dumps(conf.get('solver_conf') or {})}",
-        f"- SSL loss: `{conf.get('ssl_loss')}` {json.dumps(conf.get('ssl_loss_conf') or {})}",
-        f"- optimizers: {conf.get('optim')} {json.dumps(conf.get('optim_conf') or {})} (lower/SSL level), "
-        f"{conf.get('optim2')} {json.dumps(conf.get('optim2_conf') or {})} (upper/supervised level)",
-        f"- epochs: {conf.get('max_epoch')}, batch: {conf.get('batch_type')} {conf.get('batch_size')}, "
-        f"model selection: {conf.get('best_model_criterion')}",
     ]
+    if "solver" in conf:  # trained by espnet_bilevel
+        out += [
+            f"- solver: `{conf.get('solver')}` {json.dumps(conf.get('solver_conf') or {})}",
+            f"- SSL loss: `{conf.get('ssl_loss')}` {json.dumps(conf.get('ssl_loss_conf') or {})}",
+            f"- optimizers: {conf.get('optim')} {json.dumps(conf.get('optim_conf') or {})} (lower/SSL level), "
+            f"{conf.get('optim2')} {json.dumps(conf.get('optim2_conf') or {})} (upper/supervised level)",
+        ]
+    else:  # a stock ESPnet ASR config (e.g. the FT half of hubert_ptft)
+        out += [
+            "- trainer: stock ESPnet `ASRTask` (`espnet2.bin.asr_train`)",
+            f"- optimizer: {conf.get('optim')} {json.dumps(conf.get('optim_conf') or {})}",
+        ]
+    out.append(f"- epochs: {conf.get('max_epoch')}, batch: {conf.get('batch_type')} {conf.get('batch_size')}, "
+               f"model selection: {conf.get('best_model_criterion')}")
     if pt_exp is not None and (pt_exp / "config.yaml").is_file():
         pt_conf = yaml.safe_load((pt_exp / "config.yaml").read_text(encoding="utf-8")) or {}
-        out.append(f"- pre-training run: `{pt_exp}` (solver `{pt_conf.get('solver')}`, {pt_conf.get('max_epoch')} epochs)")
+        how = f"solver `{pt_conf['solver']}`" if "solver" in pt_conf else "stock ESPnet task"
+        out.append(f"- pre-training run: `{pt_exp}` ({how}, {pt_conf.get('max_epoch')} epochs)")
     if system in ("bljust", "just"):
         out += ["", "## Penalty / weight schedule (gamma)", ""]
         g = gamma_summary(exp, conf)

@@ -97,3 +97,50 @@ def test_exported_model_packs_and_loads_with_from_pretrained(trained, tiny_stats
     speech = torch.randn(16000) * 0.1 if wav is None else torch.tensor(sf.read(wav)[0])
     results = s2t(speech.float())
     assert isinstance(results[0][0], str)
+
+
+# ------------------------------------------------------------------ a stock ESPnet experiment
+
+# TINY_CONFIG without the options that only the bilevel task knows
+BILEVEL_ONLY = ("solver", "solver_conf", "ssl_loss", "ssl_loss_conf", "optim2", "optim2_conf")
+
+
+@pytest.fixture(scope="module")
+def stock_trained(tmp_path_factory, tiny_corpus, tiny_stats):
+    """An exp dir of plain ``espnet2.bin.asr_train`` (as the FT half of hubert_ptft leaves it)."""
+    from espnet2.tasks.asr import ASRTask
+
+    from espnet_bilevel.testing.dummies import TINY_CONFIG
+
+    root = tmp_path_factory.mktemp("stock")
+    cfg = root / "stock.yaml"
+    cfg.write_text(yaml.safe_dump({k: v for k, v in TINY_CONFIG.items() if k not in BILEVEL_ONLY}))
+    cmd = train_cmd(tiny_corpus, tiny_stats, root / "exp", cfg)
+    i = cmd.index("--train_unlab_data_path_and_name_and_type")
+    del cmd[i:i + 4]  # and its shape file: the stock task has no unlabeled stream
+    ASRTask.main(cmd=cmd)
+    return root / "exp"
+
+
+def test_stock_espnet_exp_dir_exports_as_is(stock_trained, tmp_path):
+    """export_many (stage 12) accepts a stock exp dir: same options, same weights, strict load."""
+    from espnet2.tasks.asr import ASRTask
+
+    from espnet_bilevel.bin import export_many
+
+    exp = stock_trained
+    source = yaml.safe_load((exp / "config.yaml").read_text())
+    assert "solver" not in source and source["model"] == "espnet"
+    assert export_many.main(["--exp", str(exp), "--model", "valid.cer_ctc.ave.pth"]) == 0
+    out = exp / "export"
+    conf = yaml.safe_load((out / "config.yaml").read_text())
+    assert {k: v for k, v in source.items() if k not in ("version", "distributed", "required")} == conf
+    exported = torch.load(out / "model.pth", map_location="cpu")
+    original = torch.load(exp / "valid.cer_ctc.ave.pth", map_location="cpu")
+    assert exported.keys() == original.keys()
+    assert all(torch.equal(exported[k], original[k]) for k in original)
+    model, _ = ASRTask.build_model_from_file(out / "config.yaml", out / "model.pth", "cpu")
+    assert type(model).__name__ == "ESPnetASRModel"
+    # a second call finds the export up to date
+    assert export_many.main(["--exp", str(exp), "--model", "valid.cer_ctc.ave.pth"]) == 0
+    assert (out / "source_model").read_text().startswith("valid.cer_ctc.ave.pth -> ")

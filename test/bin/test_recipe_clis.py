@@ -100,6 +100,24 @@ def test_model_card_and_hf_dry_run(tmp_path, capsys):
     assert rc == 1 and "pack not found (run stage 14 first)" in capsys.readouterr().err
 
 
+def test_model_card_of_a_stock_espnet_system(tmp_path):
+    """hubert_ptft's FT half is a stock ESPnet experiment: no solver / SSL lines, the PT run named."""
+    exp = fake_exp(tmp_path, "hubert_ptft", "supervised")
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    for key in ("solver", "solver_conf", "ssl_loss", "optim2"):
+        conf.pop(key)
+    conf.update(encoder="torchaudiohubert", encoder_conf={"encoder_num_layers": 2, "encoder_embed_dim": 16})
+    (exp / "config.yaml").write_text(yaml.safe_dump(conf))
+    pt = tmp_path / "asr_hubert_pt_raw_char"
+    pt.mkdir()
+    (pt / "config.yaml").write_text(yaml.safe_dump({"max_epoch": 3, "model": "hubert"}))
+    card = make_model_card.build_card(exp, "hubert_ptft", pt_exp=pt)
+    assert "system **hubert_ptft**: ESPnet's HuBERT pre-training" in card
+    assert "- trainer: stock ESPnet `ASRTask`" in card and "solver" not in card
+    assert "- encoder: torchaudiohubert (2 blocks, dim 16)" in card
+    assert f"- pre-training run: `{pt}` (stock ESPnet task, 3 epochs)" in card
+
+
 def test_hf_upload_without_network_is_a_clear_error(tmp_path, monkeypatch, capsys):
     bl = fake_exp(tmp_path, "bljust", "bljust")
     pack = make_pack(tmp_path, bl)

@@ -45,7 +45,7 @@ def test_asr_sh_option_names_are_supported():
         train_set valid_set test_sets asr_tag asr_exp inference_asr_model pretrained_model ignore_init_mismatch
         skip_packing skip_upload_hf hf_repo asr_args inference_args""".split()
     ours = """train_unlab_set system pt_config ft_config just_config bljust_config supervised_config solver_args
-        hf_dry_run local_data_dir""".split()
+        hf_dry_run local_data_dir seeds bestrq_pt_config birq_pt_config hubert_pt_config hubert_ft_config""".split()
     assert set(asr_sh) <= names, set(asr_sh) - names
     assert set(ours) <= names, set(ours) - names
 

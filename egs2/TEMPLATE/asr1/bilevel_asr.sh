@@ -25,19 +25,27 @@
 #   8  LM perplexity   espnet2.bin.lm_calc_perplexity     -> exp/lm_<tag>/perplexity_test/ppl
 #   9  n-gram LM       not supported (no kenlm in our CI); skipped
 #  10  ASR stats       labeled AND unlabeled stream       -> exp/asr_stats_<feats>_<token>[_sp]/{train,valid,unlab}
-#  11  training        the selected systems               -> exp/asr_<system>_<tag>/ (.train.done marks the end)
+#  11  training        the selected systems               -> exp/asr_<system>_<tag>[_seed<k>]/ (.train.done marks the end)
 #  12  export+decode   exported stock model, asr_inference -> exp/asr_<system>_<tag>/{export,<inference_tag>/<set>}
 #  13  scoring         espnet_bilevel.bin.score (sclite + Python) -> <exp>/RESULTS.md, ./<results_file>
 #  14  packing         espnet2.bin.pack asr               -> <exp>/<exp name>_<model>.zip
 #  15  HF upload       model card + pack (or --hf_dry_run) -> huggingface.co/<hf_repo> | <exp>/hf_upload/
 #  16  compare         espnet_bilevel.bin.compare_systems -> exp/compare_<tag>/*.{md,png}, ./<results_file>
 #
-# Systems (--system, space-separated or "all"):
+# Systems (--system, space-separated or "all" = supervised ptft just bljust):
 #   supervised  labeled data only                       exp/asr_supervised_<tag>
 #   ptft        SSL pre-training on the unlabeled set,  exp/asr_pt_<tag>, then supervised fine-tuning
 #               then supervised FT (--init_param)       exp/asr_ptft_<tag>
+#   bestrq_ptft ptft with BEST-RQ pre-training          exp/asr_bestrq_pt_<tag>, exp/asr_bestrq_ptft_<tag>
+#               (--bestrq_pt_config)
+#   birq_ptft   ptft with BiRQ pre-training             exp/asr_birq_pt_<tag>, exp/asr_birq_ptft_<tag>
+#               (--birq_pt_config)
+#   hubert_ptft ESPnet's HuBERT PT+FT as a reference,   exp/asr_hubert_pt_<tag>, exp/asr_hubert_ptft_<tag>
+#               run by scripts/hubert_ptft.sh (raw audio only; not part of "all")
 #   just        JUST: weighted sum of CTC + SSL losses   exp/asr_just_<tag>
 #   bljust      BL-JUST: penalty-based bilevel training exp/asr_bljust_<tag>
+# With --seeds "1 2 3" every system is trained once per seed (exp dirs get _seed<k>) and stage 16
+# reports mean ± std over the seeds.
 #
 # Measured cost on a 2-core CPU (mini_synth --small true, tiny models; 2 min 17 s for stages 1-16):
 # each Python process that imports ESPnet pays ~17 s of start-up. Stages 1-4: 3 s; 5: 5 s;
@@ -103,12 +111,17 @@ OPTION_SPEC=(
     "train_set||labeled training set (required)"
     "valid_set||validation set (required)"
     "test_sets||sets to decode, space-separated (required for stages 12-16)"
-    "train_unlab_set||unlabeled training set (needed by ptft, just, bljust)"
-    "system|all|systems to train/decode: all or any of: supervised ptft just bljust"
-    "asr_config||training config when --system names ONE system (ptft: the FT config)"
+    "train_unlab_set||unlabeled training set (needed by every system but supervised)"
+    "system|all|systems to train/decode: all (= supervised ptft just bljust) or any of: supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust"
+    "seeds||train every system once per seed, e.g. \"1 2 3\" (--seed <k>, exp dirs <exp>_seed<k>; stage 16 reports mean ± std); empty: one run with the config's seed"
+    "asr_config||training config when --system names ONE system (PT+FT systems: the FT config)"
     "supervised_config|conf/supervised.yaml|config of the supervised system"
     "pt_config|conf/pretrain.yaml|config of the PT half of ptft (solver pretrain)"
-    "ft_config||config of the FT half of ptft (default: --supervised_config)"
+    "bestrq_pt_config|conf/pretrain_bestrq.yaml|config of the PT half of bestrq_ptft (solver pretrain, BEST-RQ loss)"
+    "birq_pt_config|conf/pretrain_birq.yaml|config of the PT half of birq_ptft (solver pretrain, BiRQ loss)"
+    "ft_config||config of the FT half of ptft, bestrq_ptft and birq_ptft (default: --supervised_config)"
+    "hubert_pt_config|conf/hubert_pretrain.yaml|HuBERT pre-training config of hubert_ptft (scripts/hubert_ptft.sh)"
+    "hubert_ft_config|conf/hubert_finetune.yaml|stock ESPnet ASR fine-tuning config of hubert_ptft (scripts/hubert_ptft.sh)"
     "just_config|conf/weighted_sum.yaml|config of the JUST system (solver weighted_sum)"
     "bljust_config|conf/bljust.yaml|config of the BL-JUST system (solver bljust)"
     "asr_tag||experiment tag: exp/asr_<system>_<tag> (default: <feats_type>_<token>[_sp])"
@@ -116,8 +129,8 @@ OPTION_SPEC=(
     "asr_stats_dir||statistics dir (default: <expdir>/asr_stats_<feats_type>_<token>[_sp])"
     "asr_args||extra options for every training run, e.g. \"--max_epoch 3\""
     "solver_args||extra options for the bilevel systems (just, bljust), e.g. \"--solver_conf finetune_epochs=2\""
-    "pt_args||extra options for the PT run of ptft"
-    "pt_model|valid.loss_ssl.best.pth|PT checkpoint that initializes the FT encoder"
+    "pt_args||extra options for the PT runs of ptft, bestrq_ptft and birq_ptft"
+    "pt_model|valid.loss_ssl.best.pth|PT checkpoint that initializes the FT encoder (ptft, bestrq_ptft, birq_ptft)"
     "pretrained_model||--init_param for every trained system (e.g. exp/x/model.pth:encoder:encoder)"
     "ignore_init_mismatch|false|ignore size mismatches when loading --pretrained_model"
     "train_jobs|1|systems trained at the same time (stage 11; PT always finishes before FT)"
@@ -269,30 +282,50 @@ case ${fs} in
 esac
 [[ ${fs_hz} =~ ^[0-9]+$ ]] || die "--fs must look like 16k or 16000, got '${fs}'"
 
-# systems
+# systems: "all" is the four core systems; the other PT+FT variants are selected by name
+CORE_SYSTEMS="supervised ptft just bljust"
+KNOWN_SYSTEMS="supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust"
+# PT+FT systems: <system>|<its PT run>|<option holding the PT config>|<option holding the FT config>.
+# ptft, bestrq_ptft and birq_ptft are two training runs of stage 11 (PT with solver pretrain, then
+# FT from the PT encoder); hubert_ptft runs both halves in scripts/hubert_ptft.sh.
+PTFT_SPEC=(
+    "ptft|pt|pt_config|ft_config"
+    "bestrq_ptft|bestrq_pt|bestrq_pt_config|ft_config"
+    "birq_ptft|birq_pt|birq_pt_config|ft_config"
+    "hubert_ptft|hubert_pt|hubert_pt_config|hubert_ft_config"
+)
+declare -A pt_run_of=() system_of_run=() config_opt_of=(
+    [supervised]=supervised_config [just]=just_config [bljust]=bljust_config)
+for _spec in "${PTFT_SPEC[@]}"; do
+    IFS='|' read -r _s _pt _ptc _ftc <<< "${_spec}"
+    pt_run_of[${_s}]=${_pt}; system_of_run[${_pt}]=${_s}
+    config_opt_of[${_pt}]=${_ptc}; config_opt_of[${_s}]=${_ftc}
+done
 if [ "${system}" = all ]; then
-    systems=(supervised ptft just bljust)
+    read -ra systems <<< "${CORE_SYSTEMS}"
 else
     read -ra systems <<< "${system}"
 fi
 [ "${#systems[@]}" -gt 0 ] || die "--system is empty"
 for _s in "${systems[@]}"; do
-    case ${_s} in supervised|ptft|just|bljust) ;;
-        *) die "--system: unknown system '${_s}' (use all or any of: supervised ptft just bljust)" ;;
-    esac
+    [[ " ${KNOWN_SYSTEMS} " == *" ${_s} "* ]] \
+        || die "--system: unknown system '${_s}' (use all or any of: ${KNOWN_SYSTEMS})"
 done
+[ "$(printf '%s\n' "${systems[@]}" | sort | uniq -d)" = "" ] || die "--system names a system twice: ${system}"
 if [ -n "${asr_config}" ] || [ -n "${asr_exp}" ]; then
     [ "${#systems[@]}" -eq 1 ] || die "--asr_config/--asr_exp need --system to name exactly one system"
     if [ -n "${asr_config}" ]; then
-        case ${systems[0]} in
-            supervised) supervised_config=${asr_config} ;;
-            ptft) ft_config=${asr_config} ;;
-            just) just_config=${asr_config} ;;
-            bljust) bljust_config=${asr_config} ;;
-        esac
+        printf -v "${config_opt_of[${systems[0]}]}" '%s' "${asr_config}"
     fi
 fi
 [ -n "${ft_config}" ] || ft_config=${supervised_config}
+# seeds: one run per seed ("" = a single run with the config's seed, exp dirs without a suffix)
+read -ra seed_list <<< "${seeds}"
+for _k in "${seed_list[@]}"; do
+    [[ ${_k} =~ ^[0-9]+$ ]] || die "--seeds must be non-negative integers, e.g. \"1 2 3\", got '${seeds}'"
+done
+[ "$(printf '%s\n' "${seed_list[@]}" | sort | uniq -d)" = "" ] || die "--seeds names a seed twice: ${seeds}"
+[ "${#seed_list[@]}" -gt 0 ] || seed_list=("")
 needs_unlab=false
 for _s in "${systems[@]}"; do [ "${_s}" = supervised ] || needs_unlab=true; done
 if ${needs_unlab} && [ -z "${train_unlab_set}" ]; then
@@ -347,45 +380,75 @@ if [ -z "${inference_tag}" ]; then
     ${use_lm} && inference_tag=${inference_tag}_lm
 fi
 
-# exp dir of a system ("pt" is the PT half of ptft)
+# exp dir of a system or of a PT run (pt, bestrq_pt, ...), for a seed ("" = no seed suffix)
 exp_of() {
-    if [ -n "${asr_exp}" ] && [ "$1" = "${systems[0]}" ]; then echo "${asr_exp}"; return; fi
-    if [ -n "${asr_exp}" ] && [ "$1" = pt ]; then echo "${asr_exp}_pt"; return; fi
-    echo "${expdir}/asr_$1_${asr_tag}"
+    local name=$1 seed=${2:-} base
+    if [ -n "${asr_exp}" ] && [ "${name}" = "${systems[0]}" ]; then base=${asr_exp}
+    elif [ -n "${asr_exp}" ] && [ "${name}" = "${pt_run_of[${systems[0]}]:-}" ]; then base=${asr_exp}_pt
+    else base=${expdir}/asr_${name}_${asr_tag}; fi
+    echo "${base}${seed:+_seed${seed}}"
 }
-config_of() {
-    case $1 in
-        supervised) echo "${supervised_config}" ;;
-        pt) echo "${pt_config}" ;;
-        ptft) echo "${ft_config}" ;;
-        just) echo "${just_config}" ;;
-        bljust) echo "${bljust_config}" ;;
-    esac
-}
+config_of() { local opt=${config_opt_of[$1]}; echo "${!opt}"; }
+is_pt_run() { [ -n "${system_of_run[$1]:-}" ]; }
 solver_of() {
     case $1 in
-        supervised|ptft) echo supervised ;;
-        pt) echo pretrain ;;
+        supervised) echo supervised ;;
         just) echo weighted_sum ;;
         bljust) echo bljust ;;
+        *) if is_pt_run "$1"; then echo pretrain; else echo supervised; fi ;;  # PT / FT halves
     esac
 }
-# training runs in order (ptft = pt then ptft)
-train_runs=()
+# training runs of stage 11 as <run>@<seed>, in two waves: every FT half waits for the first wave
+# (which holds its PT run); hubert_ptft is one run (its script does PT and FT)
+first_wave=(); second_wave=()
 for _s in "${systems[@]}"; do
-    if [ "${_s}" = ptft ]; then train_runs+=(pt ptft); else train_runs+=("${_s}"); fi
+    for _k in "${seed_list[@]}"; do
+        if [ -n "${pt_run_of[${_s}]:-}" ] && [ "${_s}" != hubert_ptft ]; then
+            first_wave+=("${pt_run_of[${_s}]}@${_k}"); second_wave+=("${_s}@${_k}")
+        else
+            first_wave+=("${_s}@${_k}")
+        fi
+    done
 done
-for _r in "${train_runs[@]}"; do
-    _c=$(config_of "${_r}")
-    if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 10 ]; then
-        [ -f "${_c}" ] || die "config of system '${_r}' not found: ${_c} (see --${_r}_config / --asr_config)"
+# hubert_ptft: ESPnet's HuBERT PT+FT reference, run by a script of the template
+hubert_script=scripts/hubert_ptft.sh
+if [[ " ${systems[*]} " == *" hubert_ptft "* ]]; then
+    [ "${feats_type}" = raw ] || die "--system hubert_ptft supports --feats_type raw only (HuBERT reads waveforms), got '${feats_type}'"
+    if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ] && ! [[ " ${skip_stages} " == *" 11 "* ]] \
+            && [ ! -f "${hubert_script}" ]; then
+        die "--system hubert_ptft needs ${hubert_script} (the ESPnet HuBERT PT+FT reference script of egs2/TEMPLATE/asr1), which is missing in $(pwd); drop hubert_ptft from --system"
     fi
+fi
+# stage 10 collects statistics with the first config that the bilevel task reads
+stats_config=${supervised_config}
+for _r in "${first_wave[@]}"; do
+    if [ "${_r%@*}" != hubert_ptft ]; then stats_config=$(config_of "${_r%@*}"); break; fi
+done
+if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 10 ]; then
+    _checks=()
+    for _r in "${first_wave[@]}" "${second_wave[@]}"; do
+        _r=${_r%@*}
+        _checks+=("${_r}")
+        [ "${_r}" != hubert_ptft ] || _checks+=(hubert_pt)
+    done
+    for _r in "${_checks[@]}"; do
+        _c=$(config_of "${_r}")
+        [ -f "${_c}" ] || die "config of '${_r}' not found: ${_c} (see --${config_opt_of[${_r}]}${asr_config:+ / --asr_config})"
+    done
+    [ -f "${stats_config}" ] || die "config for the statistics (stage 10) not found: ${stats_config} (see --supervised_config)"
+fi
+# every (system, seed) pair of stages 12-16, system by system
+item_system=(); item_seed=(); item_exp=()
+for _s in "${systems[@]}"; do
+    for _k in "${seed_list[@]}"; do
+        item_system+=("${_s}"); item_seed+=("${_k}"); item_exp+=("$(exp_of "${_s}" "${_k}")")
+    done
 done
 
 # the command line that made this run (run.sh sets BILEVEL_RUN_CMD to its own)
 run_cmd_line=${BILEVEL_RUN_CMD:-$0 ${ORIGINAL_ARGS[*]}}
 log "$0 ${ORIGINAL_ARGS[*]}"
-log "systems: ${systems[*]}; train_set=${train_set} unlab=${train_unlab_set:-none} valid=${valid_set} test=${test_sets:-none}"
+log "systems: ${systems[*]}${seeds:+ (seeds: ${seeds})}; train_set=${train_set} unlab=${train_unlab_set:-none} valid=${valid_set} test=${test_sets:-none}"
 
 # ============================================================================ stage 1: data prep
 # reads:  local/data.sh (or --local_data_dir/<set>)
@@ -658,7 +721,6 @@ fi
 # reads:  dump/<feats_type>/<train_set,valid_set,train_unlab_set>/{wav.scp|feats.scp,text}, token list
 # writes: <asr_stats_dir>/{train,valid}/{speech_shape,text_shape.<token>,feats_stats.npz},
 #         <asr_stats_dir>/unlab/train/speech_shape (the unlabeled stream)
-stats_config=$(config_of "${train_runs[0]}")
 train_common_args=(--use_preprocessor true --token_type "${token_type}" --token_list "${token_list}"
                    --bpemodel "${bpemodel}" --non_linguistic_symbols none --cleaner none --g2p none)
 # feature dimension of extracted features (as asr.sh: --input_size makes the model frontend-less)
@@ -734,17 +796,34 @@ fi
 
 # ============================================================================ stage 11: training
 # reads:  dump/<feats_type>/<sets>, <asr_stats_dir>, token list, the system configs
-# writes: exp/asr_<run>_<tag>/ (ESPnet files, steps/*.jsonl, train.log, train_wall_seconds, .train.done)
+# writes: exp/asr_<run>_<tag>[_seed<k>]/ (ESPnet files, steps/*.jsonl, train.log, train_wall_seconds,
+#         .train.done); train_wall_seconds = one integer, the seconds of the training command
+#         (plus those of failed earlier attempts, kept in .train_wall_partial until it succeeds)
 train_one() {
-    # train_one <run>  (run = supervised | pt | ptft | just | bljust)
-    local run=$1 exp config solver start
-    exp=$(exp_of "${run}")
-    config=$(config_of "${run}")
-    solver=$(solver_of "${run}")
+    # train_one <run>@<seed>  (run = a system or a PT run: pt, bestrq_pt, birq_pt; seed "" = the config's)
+    local run=${1%@*} seed=${1#*@} exp config solver start
+    exp=$(exp_of "${run}" "${seed}")
     if [ -f "${exp}/.train.done" ]; then
         log "stage 11: ${exp} already trained; skipped"
         return 0
     fi
+    mkdir -p "${exp}"
+    # re-running command for this experiment, as asr.sh writes <exp>/run.sh
+    {
+        echo '#!/usr/bin/env bash'
+        echo "# re-runs stage 11 of this experiment (the same options as the run that created it)"
+        printf 'cd %q && %q' "$(pwd)" "$0"
+        printf ' %q' "${ORIGINAL_ARGS[@]}" --stage 11 --stop_stage 11 --system "${system_of_run[${run}]:-${run}}"
+        [ -z "${seed}" ] || printf ' %q' --seeds "${seed}"
+        echo
+    } > "${exp}/run.sh"
+    chmod +x "${exp}/run.sh"
+    if [ "${run}" = hubert_ptft ]; then
+        train_hubert_ptft "${exp}" "${seed}" || return 1
+        return 0
+    fi
+    config=$(config_of "${run}")
+    solver=$(solver_of "${run}")
     local -a args=("${train_common_args[@]}" --config "${config}" --solver "${solver}"
         --normalize global_mvn --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz"
         --train_data_path_and_name_and_type "${data_feats}/${train_set}/${speech_file},speech,${speech_type}"
@@ -758,14 +837,15 @@ train_one() {
         --fold_length "${speech_fold_length}" --fold_length 150 --resume true --output_dir "${exp}")
     # extracted features: no frontend, the model reads <feats_dim>-dim vectors (as asr.sh --input_size)
     [ "${feats_type}" = raw ] || args+=(--input_size "$(feats_dim_of)")
-    if [ "${run}" != supervised ] && [ "${run}" != ptft ]; then
+    # the unlabeled stream: every run but supervised and the FT halves of the PT+FT systems
+    if [ "${run}" != supervised ] && [ -z "${pt_run_of[${run}]:-}" ]; then
         args+=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/${speech_file},speech,${speech_type}"
                --train_unlab_shape_file "${asr_stats_dir}/unlab/train/speech_shape")
     fi
-    if [ "${run}" = ptft ]; then
+    if [ -n "${pt_run_of[${run}]:-}" ]; then
         local pt_exp
-        pt_exp=$(exp_of pt)
-        [ -e "${pt_exp}/${pt_model}" ] || die "stage 11: PT model ${pt_exp}/${pt_model} is missing (the PT run of ptft did not finish)"
+        pt_exp=$(exp_of "${pt_run_of[${run}]}" "${seed}")
+        [ -e "${pt_exp}/${pt_model}" ] || die "stage 11: PT model ${pt_exp}/${pt_model} is missing (the PT run of ${run} did not finish)"
         args+=(--init_param "${pt_exp}/${pt_model}:encoder:encoder")
     elif [ -n "${pretrained_model}" ]; then
         args+=(--init_param "${pretrained_model}" --ignore_init_mismatch "${ignore_init_mismatch}")
@@ -774,19 +854,11 @@ train_one() {
     # shellcheck disable=SC2206  # these options are lists of words
     extra=(${asr_args})
     # shellcheck disable=SC2206
-    case ${run} in just|bljust) extra+=(${solver_args}) ;; pt) extra+=(${pt_args}) ;; esac
-    mkdir -p "${exp}"
-    # re-running command for this experiment, as asr.sh writes <exp>/run.sh
-    {
-        echo '#!/usr/bin/env bash'
-        echo "# re-runs stage 11 of this experiment (the same options as the run that created it)"
-        printf 'cd %q && %q' "$(pwd)" "$0"
-        printf ' %q' "${ORIGINAL_ARGS[@]}" --stage 11 --stop_stage 11 \
-            --system "$([ "${run}" = pt ] && echo ptft || echo "${run}")"
-        echo
-    } > "${exp}/run.sh"
-    chmod +x "${exp}/run.sh"
-    log "stage 11: training ${run} (solver ${solver}, ${config}) -> ${exp} (log: ${exp}/train.log)"
+    case ${run} in just|bljust) extra+=(${solver_args}) ;; esac
+    # shellcheck disable=SC2206
+    if is_pt_run "${run}"; then extra+=(${pt_args}); fi
+    [ -z "${seed}" ] || extra+=(--seed "${seed}")
+    log "stage 11: training ${run}${seed:+ (seed ${seed})} (solver ${solver}, ${config}) -> ${exp} (log: ${exp}/train.log)"
     start=$(date +%s)
     local rc=0
     if [ "${num_nodes}" -gt 1 ]; then
@@ -817,28 +889,64 @@ train_one() {
     touch "${exp}/.train.done"
     log "stage 11: ${run} finished in $(cat "${exp}/train_wall_seconds") s"
 }
+# hubert_ptft: scripts/hubert_ptft.sh pre-trains <expdir>/asr_hubert_pt_<tag> with espnet2's HuBERT
+# task and fine-tunes a stock ESPnet ASR model in <ft exp>. Contract: on success the script leaves
+# in <ft exp> config.yaml (stock ASRTask config), <inference_asr_model> (valid.cer_ctc.ave.pth),
+# train.log, train_wall_seconds and .train.done, and in <pt exp> train_wall_seconds and
+# .train.done; train_wall_seconds is written as by train_one (one integer: the seconds of that
+# half's training command, plus those of failed earlier attempts). Stage 16 adds the two.
+train_hubert_ptft() {
+    local ft_exp=$1 seed=$2 pt_exp log_file rc=0 f
+    pt_exp=$(exp_of hubert_pt "${seed}")
+    log_file=${logdir}/stage11_$(basename "${ft_exp}").log
+    [ -f "${hubert_script}" ] || die "stage 11: ${hubert_script} is missing (needed by --system hubert_ptft)"
+    local -a opts=(--python "${python}" --train_dir "${data_feats}/${train_set}" --unlab_dir "${unlab_dir}"
+        --valid_dir "${data_feats}/${valid_set}" --token_list "${token_list}" --token_type "${token_type}"
+        --asr_stats_dir "${asr_stats_dir}" --pt_config "${hubert_pt_config}" --ft_config "${hubert_ft_config}"
+        --pt_exp "${pt_exp}" --ft_exp "${ft_exp}" --ngpu "${ngpu}")
+    [ "${token_type}" != bpe ] || opts+=(--bpemodel "${bpemodel}")
+    # --asr_args (and the seed) go to both halves; --pt_args and --solver_args are for our own solvers
+    local half_args=${asr_args}
+    [ -z "${seed}" ] || half_args="${half_args:+${half_args} }--seed ${seed}"
+    [ -z "${half_args}" ] || opts+=(--pt_args "${half_args}" --ft_args "${half_args}")
+    local cmd=${train_cmd}
+    [ "${ngpu}" -eq 0 ] || cmd=${cuda_cmd}
+    log "stage 11: training hubert_ptft (${hubert_script}: ${hubert_pt_config}, ${hubert_ft_config}) -> ${pt_exp}, ${ft_exp} (log: ${log_file})"
+    mkdir -p "$(dirname "${log_file}")"
+    run_cmd "${cmd}" --gpu "${ngpu}" "${log_file}" bash "${hubert_script}" "${opts[@]}" || rc=$?
+    if [ "${rc}" -ne 0 ]; then
+        log "ERROR: training hubert_ptft failed (exit ${rc}); log: ${log_file}"
+        tail -n 8 "${log_file}" >&2 || true
+        return 1
+    fi
+    for f in config.yaml "${inference_asr_model}" train.log train_wall_seconds .train.done; do
+        if [ ! -e "${ft_exp}/${f}" ]; then
+            log "ERROR: ${hubert_script} finished but left no ${ft_exp}/${f} (see the contract above train_hubert_ptft in ${SCRIPT_NAME}); log: ${log_file}"
+            return 1
+        fi
+    done
+    [ -f "${pt_exp}/train_wall_seconds" ] \
+        || log "WARNING: ${pt_exp}/train_wall_seconds is missing: stage 16 shows no wall time for hubert_ptft"
+    log "stage 11: hubert_ptft finished: PT $(cat "${pt_exp}/train_wall_seconds" 2>/dev/null || echo '?') s, FT $(cat "${ft_exp}/train_wall_seconds") s"
+}
 # run a batch of training runs, at most --train_jobs at the same time
 train_batch() {
     local -a pids=() names=()
     local run failed=0 i
     for run in "$@"; do
         train_one "${run}" &
-        pids+=($!); names+=("${run}")
+        pids+=($!); names+=("${run%@*}"); [ -z "${run#*@}" ] || names[-1]+=" (seed ${run#*@})"
         if [ "${#pids[@]}" -ge "${train_jobs}" ]; then
-            for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: system ${names[$i]} failed"; }; done
+            for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: training run ${names[$i]} failed"; }; done
             pids=(); names=()
         fi
     done
-    for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: system ${names[$i]} failed"; }; done
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: training run ${names[$i]} failed"; }; done
     return "${failed}"
 }
 if run_stage 11; then
     require_file "${asr_stats_dir}/.done" "stage 10 (statistics)"
     require_file "${token_list}" "stage 5 (token list)"
-    first_wave=(); second_wave=()
-    for _r in "${train_runs[@]}"; do
-        if [ "${_r}" = ptft ]; then second_wave+=("${_r}"); else first_wave+=("${_r}"); fi
-    done
     _rc=0
     train_batch "${first_wave[@]}" || _rc=$?
     if [ "${_rc}" -eq 0 ] && [ "${#second_wave[@]}" -gt 0 ]; then train_batch "${second_wave[@]}" || _rc=$?; fi
@@ -859,14 +967,14 @@ if ${use_lm}; then
 fi
 if run_stage 12; then
     [ "${#test_set_list[@]}" -gt 0 ] || die "stage 12: --test_sets is empty"
-    for _s in "${systems[@]}"; do
-        require_file "$(exp_of "${_s}")/.train.done" "stage 11 (training of ${_s})"
+    for _i in "${!item_exp[@]}"; do
+        require_file "${item_exp[${_i}]}/.train.done" "stage 11 (training of ${item_system[${_i}]})"
     done
     if ${use_lm}; then require_file "${lm_exp}/${inference_lm}" "stage 7 (LM training)"; fi
     for _set in "${test_set_list[@]}"; do require_file "${data_feats}/${_set}/${speech_file}" "stages 3-4 (format, filter)"; done
     _exports=()
-    for _s in "${systems[@]}"; do _exports+=(--exp "$(exp_of "${_s}")"); done
-    log "stage 12: exporting ${systems[*]} as stock ESPnet models (${inference_asr_model})"
+    for _exp in "${item_exp[@]}"; do _exports+=(--exp "${_exp}"); done
+    log "stage 12: exporting ${systems[*]}${seeds:+ (seeds: ${seeds})} as stock ESPnet models (${inference_asr_model})"
     run_logged "${logdir}/stage12_export.log" "${python}" -m espnet_bilevel.bin.export_many \
         "${_exports[@]}" --model "${inference_asr_model}" --out_name export
     # one job file per parallel decoding process; each process decodes its key split of every
@@ -874,8 +982,7 @@ if run_stage 12; then
     _jobdir=${expdir}/decode_jobs/${inference_tag}
     rm -rf "${_jobdir}"; mkdir -p "${_jobdir}"
     _todo=()
-    for _s in "${systems[@]}"; do
-        _exp=$(exp_of "${_s}")
+    for _exp in "${item_exp[@]}"; do
         for _set in "${test_set_list[@]}"; do
             _dir=${_exp}/${inference_tag}/${_set}
             if [ -f "${_dir}/.done" ]; then
@@ -945,10 +1052,10 @@ write_recipe_results() {
             cat "${compare_dir}/compare.md"
             echo
         fi
-        local s
-        for s in "${systems[@]}"; do
-            if [ -f "$(exp_of "${s}")/RESULTS.md" ]; then
-                sed 's/^#/##/' "$(exp_of "${s}")/RESULTS.md"
+        local e
+        for e in "${item_exp[@]}"; do
+            if [ -f "${e}/RESULTS.md" ]; then
+                sed 's/^#/##/' "${e}/RESULTS.md"
                 echo
             fi
         done
@@ -956,8 +1063,9 @@ write_recipe_results() {
     mv "${out}.tmp" "${out}"
 }
 if run_stage 13; then
-    for _s in "${systems[@]}"; do
-        _exp=$(exp_of "${_s}")
+    for _i in "${!item_exp[@]}"; do
+        _s=${item_system[${_i}]}; _k=${item_seed[${_i}]}; _exp=${item_exp[${_i}]}
+        _pt=${pt_run_of[${_s}]:-}
         _jsons=()
         for _set in "${test_set_list[@]}"; do
             _dir=${_exp}/${inference_tag}/${_set}
@@ -973,7 +1081,7 @@ if run_stage 13; then
         {
             echo "# ${_s}: $(basename "${_exp}")"
             echo
-            echo "- exp: \`${_exp}\`, config: \`$(config_of "${_s}")\`$([ "${_s}" = ptft ] && echo ", PT config: \`${pt_config}\`")"
+            echo "- exp: \`${_exp}\`, config: \`$(config_of "${_s}")\`${_pt:+, PT config: \`$(config_of "${_pt}")\`}${_k:+, seed: ${_k}}"
             echo "- model: \`${inference_asr_model}\` exported to \`${_exp}/export\`, decoding: \`${inference_config}\` (${inference_tag})"
             echo
             "${python}" -m espnet_bilevel.bin.score --markdown "${_jsons[@]}" --metric wer --scorer "${_scorer}"
@@ -994,13 +1102,13 @@ fi
 # ============================================================================ stage 14: packing
 # reads:  <exp>/export/{config.yaml,model.pth}, <asr_stats_dir>/train/feats_stats.npz, <exp>/RESULTS.md
 # writes: <exp>/<exp name>_<model>.zip
-pack_of() { local e; e=$(exp_of "$1"); echo "${e}/$(basename "${e}")_$(basename "${inference_asr_model}" .pth).zip"; }
+pack_of() { echo "$1/$(basename "$1")_$(basename "${inference_asr_model}" .pth).zip"; }  # pack_of <exp>
 if run_stage 14; then
     if ${skip_packing}; then
         log "stage 14: --skip_packing true; skipped"
     else
-        for _s in "${systems[@]}"; do
-            _exp=$(exp_of "${_s}"); _zip=$(pack_of "${_s}")
+        for _exp in "${item_exp[@]}"; do
+            _zip=$(pack_of "${_exp}")
             if [ -f "${_zip}" ] && [ "${_zip}" -nt "${_exp}/export/model.pth" ] && [ "${_zip}" -nt "${_exp}/RESULTS.md" ]; then
                 log "stage 14: ${_zip} is up to date; skipped"
                 continue
@@ -1030,14 +1138,18 @@ if run_stage 15; then
         if ! ${hf_dry_run} && [ -z "${hf_repo}" ]; then
             die "stage 15: --hf_repo is required for an upload (or use --hf_dry_run true)"
         fi
-        for _s in "${systems[@]}"; do
-            _exp=$(exp_of "${_s}"); _zip=$(pack_of "${_s}")
+        for _i in "${!item_exp[@]}"; do
+            _s=${item_system[${_i}]}; _k=${item_seed[${_i}]}; _exp=${item_exp[${_i}]}
+            _zip=$(pack_of "${_exp}")
             require_file "${_zip}" "stage 14 (packing)"
             if [ -z "${hf_repo}" ]; then _repo=your-name/$(basename "${_exp}")
-            elif [ "${#systems[@]}" -gt 1 ]; then _repo=${hf_repo}_${_s}
-            else _repo=${hf_repo}; fi
+            else
+                _repo=${hf_repo}
+                [ "${#systems[@]}" -eq 1 ] || _repo+=_${_s}
+                [ -z "${_k}" ] || _repo+=_seed${_k}
+            fi
             _pt_opts=()
-            [ "${_s}" = ptft ] && _pt_opts=(--pt_exp "$(exp_of pt)")
+            [ -z "${pt_run_of[${_s}]:-}" ] || _pt_opts=(--pt_exp "$(exp_of "${pt_run_of[${_s}]}" "${_k}")")
             _dry=()
             ${hf_dry_run} && _dry=(--dry_run)
             log "stage 15: $(${hf_dry_run} && echo 'dry run for' || echo 'uploading') ${_repo} from ${_zip}"
@@ -1052,21 +1164,26 @@ fi
 
 # ============================================================================ stage 16: compare systems
 # reads:  each system's RESULTS inputs (scoring/result.json), train_wall_seconds, export/model.pth,
-#         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma)
+#         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma);
+#         with --seeds every seed's exp dir (the table shows mean ± std over the seeds)
 # writes: exp/compare_<tag>/{compare.md,compare.json,dev_cer_vs_wall_time.png,bljust_losses.png}, ./<results_file>
 if run_stage 16; then
     if ${skip_compare}; then
         log "stage 16: --skip_compare true; skipped"
     else
+        # one --system NAME=EXP[,EXP...] per system (one dir per seed); PT+FT systems name their PT
+        # runs with --pre_exp so that the wall time is PT + FT
         _cargs=()
         for _s in "${systems[@]}"; do
-            _exp=$(exp_of "${_s}")
-            require_file "${_exp}/RESULTS.md" "stage 13 (scoring)"
-            if [ "${_s}" = ptft ]; then
-                _cargs+=(--system "${_s}=${_exp}" --pre_exp "${_s}=$(exp_of pt)")
-            else
-                _cargs+=(--system "${_s}=${_exp}")
-            fi
+            _exps=(); _pres=()
+            for _k in "${seed_list[@]}"; do
+                _exp=$(exp_of "${_s}" "${_k}")
+                require_file "${_exp}/RESULTS.md" "stage 13 (scoring)"
+                _exps+=("${_exp}")
+                [ -z "${pt_run_of[${_s}]:-}" ] || _pres+=("$(exp_of "${pt_run_of[${_s}]}" "${_k}")")
+            done
+            _cargs+=(--system "${_s}=$(IFS=,; echo "${_exps[*]}")")
+            [ "${#_pres[@]}" -eq 0 ] || _cargs+=(--pre_exp "${_s}=$(IFS=,; echo "${_pres[*]}")")
         done
         log "stage 16: comparing ${systems[*]} -> ${compare_dir}"
         run_logged "${logdir}/stage16_compare.log" "${python}" -m espnet_bilevel.bin.compare_systems \

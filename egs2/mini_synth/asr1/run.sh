@@ -4,7 +4,7 @@
 #
 # The embedded recipe: an espeak-ng corpus synthesized on the fly (local/data.sh), all four systems
 # (supervised, PT+FT, JUST, BL-JUST) trained, decoded, scored, packed, staged for Hugging Face (dry
-# run) and compared in RESULTS.md.
+# run) and compared in RESULTS.md. PT+FT with BEST-RQ or BiRQ pre-training: --system "bestrq_ptft birq_ptft".
 #   default      conf/mini/*.yaml, 60 labeled / 600 unlabeled utterances; dirs data/ dump/ exp/
 #   --small true conf/tiny/*.yaml, 16 / 24 utterances (CI, a few minutes); dirs data_small/ dump_small/ exp_small/
 set -euo pipefail
@@ -43,6 +43,8 @@ export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh${orig_arg
     --ngpu 0 --nj 2 --inference_nj 2 --train_jobs "${train_jobs}" \
     --token_type char --fs 16k --min_wav_duration 0.1 --max_wav_duration 20 \
     --supervised_config "conf/${scale}/supervised.yaml" --pt_config "conf/${scale}/pretrain.yaml" \
+    --bestrq_pt_config "conf/${scale}/pretrain_bestrq.yaml" --birq_pt_config "conf/${scale}/pretrain_birq.yaml" \
+    --hubert_pt_config "conf/${scale}/hubert_pretrain.yaml" --hubert_ft_config "conf/${scale}/hubert_finetune.yaml" \
     --just_config "conf/${scale}/weighted_sum.yaml" --bljust_config "conf/${scale}/bljust.yaml" \
     --inference_config conf/decode_ctc_greedy.yaml --inference_asr_model valid.cer_ctc.ave.pth \
     --skip_upload_hf false --hf_dry_run true --results_file "RESULTS${suffix}.md" \

@@ -1,0 +1,132 @@
+"""compare_systems with several runs (seeds) per system: mean ± sample std of WER/CER and wall time,
+the per-epoch mean curve with error bars, and the argument checks. Inputs are synthetic files in
+the layout stages 11-13 write (scoring/result.json, train_wall_seconds, checkpoint.pth)."""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+import torch
+
+from espnet_bilevel.bin import compare_systems
+
+DECODE = "decode_x"
+
+
+def fake_run(root: Path, name: str, wall: Optional[int], errs: Dict[str, Dict[str, float]],
+             epoch_cer=(0.5, 0.25), epoch_seconds=(3.0, 3.0)) -> Path:
+    """An exp dir with result.json per set ({set: {"wer": x, "cer": y}}), wall time and epochs."""
+    exp = root / name
+    (exp / "export").mkdir(parents=True)
+    torch.save({"encoder.w": torch.zeros(10, 10)}, exp / "export" / "model.pth")
+    if wall is not None:
+        (exp / "train_wall_seconds").write_text(f"{wall}\n")
+    for dset, metrics in errs.items():
+        d = exp / DECODE / dset / "scoring"
+        d.mkdir(parents=True)
+        result = {m: {"python": {"err": v}} for m, v in metrics.items()}
+        (d / "result.json").write_text(json.dumps(result))
+    stats = {e + 1: {"train": {"time": datetime.timedelta(seconds=epoch_seconds[e] - 1)},
+                     "valid": {"time": datetime.timedelta(seconds=1), "cer_ctc": epoch_cer[e]}}
+             for e in range(len(epoch_cer))}
+    torch.save({"reporter": {"stats": stats}, "model": {}, "optimizers": []}, exp / "checkpoint.pth")
+    return exp
+
+
+def compare(tmp_path, *args):
+    out = tmp_path / "compare"
+    rc = compare_systems.main([*map(str, args), "--decode_dir", DECODE, "--test_sets", "dev", "test",
+                               "--out_dir", str(out)])
+    return rc, out
+
+
+def test_mean_std_is_the_sample_std():
+    assert compare_systems.mean_std([10.0, 20.0, 30.0]) == (20.0, 10.0)
+    mean, std = compare_systems.mean_std([1.0, 2.0])
+    assert mean == 1.5 and std == pytest.approx(math.sqrt(0.5))
+    assert compare_systems.mean_std([4.0]) == (4.0, None)
+    assert compare_systems.mean_std([1.0, None]) == (None, None)
+    assert compare_systems.mean_std([1.0, math.nan]) == (None, None)
+    assert compare_systems.mean_std([]) == (None, None)
+
+
+def test_several_seeds_give_mean_and_std(tmp_path):
+    # supervised: dev CER 10/20/30 -> 20 ± 10; ptft: FT 100/110/120 s + PT 10/20/30 s -> 130 ± 20
+    sup = [fake_run(tmp_path, f"sup_seed{k}", 40 + k,
+                    {"dev": {"wer": 30.0 + 2 * k, "cer": 10.0 * k}, "test": {"wer": 50.0, "cer": 25.0}})
+           for k in (1, 2, 3)]
+    ft = [fake_run(tmp_path, f"ptft_seed{k}", 90 + 10 * k,
+                   {"dev": {"wer": 40.0, "cer": 15.0 + k}, "test": {"wer": 60.0 - k, "cer": 30.0}},
+                   epoch_cer=(0.4 + 0.1 * k, 0.2 + 0.1 * k))
+          for k in (1, 2, 3)]
+    pt = [fake_run(tmp_path, f"pt_seed{k}", 10 * k, {}, epoch_cer=(math.nan,), epoch_seconds=(2.0 * k,))
+          for k in (1, 2, 3)]
+    rc, out = compare(tmp_path, "--system", "supervised=" + ",".join(map(str, sup)),
+                      "--system", "ptft=" + ",".join(map(str, ft)), "--pre_exp", "ptft=" + ",".join(map(str, pt)))
+    assert rc == 0
+    md = (out / "compare.md").read_text()
+    assert ("| system | runs | params | train wall time (s) | dev WER (%) | dev CER (%) | test WER (%) "
+            "| test CER (%) |") in md
+    assert "| supervised | 3 | 0.1 k | 42 ± 1 | 34.0 ± 2.0 | 20.0 ± 10.0 | 50.0 ± 0.0 | 25.0 ± 0.0 |" in md
+    assert "| ptft | 3 | 0.1 k | 130 ± 20 | 40.0 ± 0.0 | 17.0 ± 1.0 | 58.0 ± 1.0 | 30.0 ± 0.0 |" in md
+    assert "mean ± sample standard deviation" in md
+
+    rows = json.loads((out / "compare.json").read_text())
+    s, p = rows
+    assert s["n"] == 3 and s["exp"] == [str(e) for e in sup] and len(s["runs"]) == 3
+    assert s["scores"]["dev"]["cer"] == pytest.approx(20.0)
+    assert s["scores_std"]["dev"]["cer"] == pytest.approx(10.0)
+    assert s["scores_std"]["dev"]["wer"] == pytest.approx(2.0)
+    assert p["wall_seconds"] == pytest.approx(130.0) and p["wall_seconds_std"] == pytest.approx(20.0)
+    assert [r["wall_seconds"] for r in p["runs"]] == [110.0, 130.0, 150.0]
+    # mean curve of ptft: epoch 1 at PT time (2, 4, 6 s) + 3 s, CER 0.5/0.6/0.7
+    t, cer, t_std, cer_std = p["curve"][0]
+    assert t == pytest.approx(7.0) and t_std == pytest.approx(2.0)
+    assert cer == pytest.approx(0.6) and cer_std == pytest.approx(0.1)
+    assert len(p["curve"]) == 2
+    assert (out / "dev_cer_vs_wall_time.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_value_in_one_run_is_a_dash_and_one_run_has_no_std(tmp_path):
+    a = fake_run(tmp_path, "a1", 10, {"dev": {"wer": 1.0, "cer": 2.0}, "test": {"wer": 3.0, "cer": 4.0}})
+    b = fake_run(tmp_path, "a2", None, {"dev": {"wer": 3.0, "cer": 2.0}, "test": {"wer": 3.0, "cer": 4.0}})
+    c = fake_run(tmp_path, "b1", 7, {"dev": {"wer": 5.0, "cer": 6.0}, "test": {"wer": 7.0, "cer": 8.0}},
+                 epoch_cer=(0.5, 0.4, 0.3), epoch_seconds=(1.0, 1.0, 1.0))
+    rc, out = compare(tmp_path, "--system", f"a={a},{b}", "--system", f"b={c}")
+    assert rc == 0
+    md = (out / "compare.md").read_text()
+    assert "| a | 2 | 0.1 k | - | 2.0 ± 1.4 | 2.0 ± 0.0 | 3.0 ± 0.0 | 4.0 ± 0.0 |" in md
+    assert "| b | 1 | 0.1 k | 7 | 5.0 | 6.0 | 7.0 | 8.0 |" in md
+    rows = json.loads((out / "compare.json").read_text())
+    assert rows[1]["curve"][2][:2] == [pytest.approx(3.0), pytest.approx(0.3)]
+    assert rows[1]["curve"][2][2:] == [None, None]
+
+
+def test_one_run_per_system_keeps_the_single_run_table(tmp_path):
+    a = fake_run(tmp_path, "a", 10, {"dev": {"wer": 1.0, "cer": 2.0}, "test": {"wer": 3.0, "cer": 4.0}})
+    rc, out = compare(tmp_path, "--system", f"a={a}")
+    assert rc == 0
+    md = (out / "compare.md").read_text()
+    assert "| system | params | train wall time (s) |" in md and "±" not in md
+    assert "| a | 0.1 k | 10 | 1.0 | 2.0 | 3.0 | 4.0 |" in md
+    row = json.loads((out / "compare.json").read_text())[0]
+    assert list(row) == ["system", "exp", "params", "wall_seconds", "scores", "curve"]
+
+
+def test_argument_errors(tmp_path, capsys):
+    a = fake_run(tmp_path, "a", 10, {"dev": {"wer": 1.0, "cer": 2.0}, "test": {"wer": 3.0, "cer": 4.0}})
+    rc, _ = compare(tmp_path, "--system", f"a={a},{a}", "--pre_exp", f"a={a}")
+    assert rc == 1 and "--pre_exp a: 1 dir(s) for 2 run(s) of --system a" in capsys.readouterr().err
+    rc, _ = compare(tmp_path, "--system", f"a={a}", "--pre_exp", f"b={a}")
+    assert rc == 1 and "--pre_exp b: no --system b" in capsys.readouterr().err
+    rc, _ = compare(tmp_path, "--system", f"a={a}", "--system", f"a={a}")
+    assert rc == 1 and "given twice" in capsys.readouterr().err
+    rc, _ = compare(tmp_path, "--system", f"a={a},{tmp_path / 'nope'}")
+    assert rc == 1 and "nope: experiment dir not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare(tmp_path, "--system", f"a={a},")
+    assert "expected NAME=DIR[,DIR...]" in capsys.readouterr().err
