@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Usage: local/label_budget.sh [--budgets "25 50 100 200"] [--systems "supervised ptft bljust"]
+#                              [--small false] [--seed 0] [--stage 1] [--stop_stage 3] [--train_jobs 2]
+#                              [-- <more bilevel_asr.sh options, e.g. --asr_args "--seed 1">]
+#
+# Label-budget curve of the embedded recipe: WER against the number of labeled utterances for
+# each system, with the unlabeled, dev and test sets held fixed. Run from egs2/mini_synth/asr1.
+#   stage 1  corpus with max(budgets) labeled utterances (600 unlabeled / 40 dev / 60 test, or the
+#            --small sizes) -> downloads/mini_synth_budget<max>_seed<seed>, data_budget/src/<set>;
+#            nested labeled subsets balanced over the labeled domains (espnet_bilevel.bin.subset_data_dir)
+#            -> data_budget/src/train_labeled_n<N>
+#   stage 2  for each budget N: ./run.sh stages 1-13 (format, stats, train, decode, score) on
+#            train_labeled_n<N> -> exp_budget/asr_<system>_raw_char_n<N>; the PT half of ptft does
+#            not depend on N, so it is trained once (largest budget first) and linked for the others
+#   stage 3  espnet_bilevel.bin.label_budget_curve -> exp_budget/label_budget/{label_budget.md,
+#            label_budget.json,label_budget_wer.png}
+# Every stage is idempotent (finished runs are skipped by run.sh's own markers).
+# Char token list: from the largest labeled set, shared by all budgets (same output layer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091  # path.sh puts tools/venv first on PATH
+. ./path.sh
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (local/label_budget.sh:${BASH_LINENO[0]}) $*" >&2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+
+budgets="25 50 100 200"
+systems="supervised ptft bljust"
+small=false
+seed=0
+stage=1
+stop_stage=3
+train_jobs=2
+extra=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --budgets) budgets=$2; shift 2 ;;
+        --systems) systems=$2; shift 2 ;;
+        --small) small=$2; shift 2 ;;
+        --seed) seed=$2; shift 2 ;;
+        --stage) stage=$2; shift 2 ;;
+        --stop_stage) stop_stage=$2; shift 2 ;;
+        --train_jobs) train_jobs=$2; shift 2 ;;
+        --help|-h) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        *) log "ERROR: unknown option $1"; usage >&2; exit 2 ;;
+    esac
+done
+read -ra budget_list <<< "${budgets}"
+[ "${#budget_list[@]}" -gt 0 ] || { log "ERROR: --budgets is empty"; exit 2; }
+for n in "${budget_list[@]}"; do
+    [[ ${n} =~ ^[1-9][0-9]*$ ]] || { log "ERROR: --budgets: '${n}' is not a positive integer"; exit 2; }
+done
+# largest budget first: it trains the shared PT run
+mapfile -t budget_list < <(printf '%s\n' "${budget_list[@]}" | sort -rn | uniq)
+max_budget=${budget_list[0]}
+
+case ${small} in
+    true) sizes=(--n_unlabeled 24 --n_dev 6 --n_test 6); suffix=_small ;;
+    false) sizes=(); suffix= ;;
+    *) log "ERROR: --small must be true or false, got '${small}'"; exit 2 ;;
+esac
+corpus=downloads/mini_synth_budget${max_budget}${suffix}_seed${seed}
+src=data_budget${suffix}/src
+expdir=exp_budget${suffix}
+decode_dir=decode_decode_ctc_greedy_valid.cer_ctc.ave
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    log "stage 1: corpus with ${max_budget} labeled utterances -> ${corpus}, subsets -> ${src}"
+    python3 -m espnet_bilevel.bin.synth_corpus --out "${corpus}" --seed "${seed}" \
+        --n_labeled "${max_budget}" "${sizes[@]}" --jobs 2
+    mkdir -p "${src}"
+    for set in train_labeled train_unlabeled dev test; do
+        if [ ! -f "${src}/${set}/wav.scp" ]; then
+            rm -rf "${src}/${set}.tmp"
+            cp -r "${corpus}/data/${set}" "${src}/${set}.tmp"
+            # the unlabeled transcripts must never reach training
+            [ "${set}" = train_unlabeled ] && rm -f "${src}/${set}.tmp/text"
+            mv "${src}/${set}.tmp" "${src}/${set}"
+        fi
+    done
+    for n in "${budget_list[@]}"; do
+        [ -f "${src}/train_labeled_n${n}/wav.scp" ] && continue
+        python3 -m espnet_bilevel.bin.subset_data_dir "${src}/train_labeled" "${src}/train_labeled_n${n}" \
+            --num_utts "${n}" --seed "${seed}"
+    done
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    for n in "${budget_list[@]}"; do
+        tag=raw_char_n${n}
+        if [ "${n}" != "${max_budget}" ] && [[ " ${systems} " == *" ptft "* ]]; then
+            # PT sees only unlabeled audio: reuse the largest budget's PT run
+            pt_main=asr_pt_raw_char_n${max_budget}
+            [ -f "${expdir}/${pt_main}/.train.done" ] || { log "ERROR: ${expdir}/${pt_main} is not finished"; exit 1; }
+            [ -e "${expdir}/asr_pt_${tag}" ] || ln -s "${pt_main}" "${expdir}/asr_pt_${tag}"
+        fi
+        log "stage 2: budget ${n}: systems ${systems} (log: ${expdir}/logs_n${n}.log)"
+        mkdir -p "${expdir}"
+        BILEVEL_RUN_CMD="egs2/mini_synth/asr1/local/label_budget.sh --budgets \"${budgets}\" --systems \"${systems}\"" \
+        ./run.sh --small "${small}" --stop_stage 13 \
+            --local_data_dir "${src}" --datadir "data_budget${suffix}/n${n}" --dumpdir "dump_budget${suffix}" \
+            --expdir "${expdir}" --train_set "train_labeled_n${n}" --asr_tag "${tag}" \
+            --asr_stats_dir "${expdir}/asr_stats_${tag}" --bpe_train_text "${src}/train_labeled/text" \
+            --system "${systems}" --train_jobs "${train_jobs}" --skip_upload_hf true \
+            --results_file "${expdir}/RESULTS_n${n}.md" "${extra[@]}" > "${expdir}/logs_n${n}.log" 2>&1 \
+            || { log "ERROR: budget ${n} failed; see ${expdir}/logs_n${n}.log"; tail -5 "${expdir}/logs_n${n}.log" >&2; exit 1; }
+    done
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    points=()
+    for n in "${budget_list[@]}"; do
+        for s in ${systems}; do points+=(--point "${s}:${n}=${expdir}/asr_${s}_raw_char_n${n}"); done
+    done
+    log "stage 3: label-budget table and plot -> ${expdir}/label_budget"
+    python3 -m espnet_bilevel.bin.label_budget_curve "${points[@]}" --decode_dir "${decode_dir}" \
+        --test_sets dev test --plot_set test --out_dir "${expdir}/label_budget"
+fi
+log "done"
