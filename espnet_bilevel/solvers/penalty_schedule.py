@@ -96,6 +96,12 @@ def build_penalty_schedule(name: str, conf: dict) -> AbsPenaltySchedule:
         raise ValueError(
             f"unknown penalty_schedule {name!r}; choose one of {sorted(penalty_schedules)}"
         )
+    if conf is not None and not isinstance(conf, dict):
+        # e.g. --solver_conf penalty_schedule_conf=gamma_max=10 arrives as the string "gamma_max=10"
+        raise ValueError(
+            f"penalty_schedule_conf must be a mapping, got {type(conf).__name__} {conf!r}; "
+            f"on the command line write --solver_conf 'penalty_schedule_conf={{\"gamma_max\": 10}}'"
+        )
     try:
         return penalty_schedules[name](**(conf or {}))
     except TypeError as e:

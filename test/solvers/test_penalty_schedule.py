@@ -46,3 +46,9 @@ def test_bad_schedule_config_is_one_clear_error(name, conf, msg):
 def test_epoch_linear_needs_num_epochs():
     with pytest.raises(RuntimeError, match="num_epochs is unset"):
         EpochLinearPenalty(gamma_max=1.0).value(1, 0)
+
+
+def test_non_mapping_conf_names_the_command_line_form():
+    # what `--solver_conf penalty_schedule_conf=gamma_max=10` produces: a string, not a dict
+    with pytest.raises(ValueError, match=r"penalty_schedule_conf must be a mapping, got str 'gamma_max=10'.*gamma_max"):
+        build_penalty_schedule("epoch_linear", "gamma_max=10")
