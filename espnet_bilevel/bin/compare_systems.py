@@ -191,7 +191,7 @@ def markdown(rows: List[dict], sets: List[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fmt_pm(mean, std, digits=1) -> str:
+def fmt_mean_std(mean, std, digits=1) -> str:
     if mean is None:
         return "-"
     return _fmt(mean, digits) if std is None else f"{_fmt(mean, digits)} ± {_fmt(std, digits)}"
@@ -209,10 +209,10 @@ def markdown_runs(rows: List[dict], sets: List[str]) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["system"], str(r["n"]), _fmt_params(r["params"]),
-                 _fmt_pm(r["wall_seconds"], r["wall_seconds_std"], 0)]
+                 fmt_mean_std(r["wall_seconds"], r["wall_seconds_std"], 0)]
         for s in sets:
             for m in ("wer", "cer"):
-                cells.append(_fmt_pm(r["scores"][s][m], r["scores_std"][s][m]))
+                cells.append(fmt_mean_std(r["scores"][s][m], r["scores_std"][s][m]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

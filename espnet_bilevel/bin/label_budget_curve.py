@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_bilevel.bin.compare_systems import CompareError, _fmt_pm, mean_std, read_scores
+from espnet_bilevel.bin.compare_systems import CompareError, fmt_mean_std, mean_std, read_scores
 
 
 def _point(value: str) -> Tuple[str, int, List[Path]]:
@@ -62,7 +62,7 @@ def markdown(table, sets: List[str]) -> str:
             for s in sets:
                 for m in ("wer", "cer"):
                     cell = table[sys_].get(n)
-                    row.append(_fmt_pm(*cell[s][m][:2]) if cell else "-")
+                    row.append(fmt_mean_std(*cell[s][m][:2]) if cell else "-")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 from espnet_bilevel.data.kaldi_dir import DataError, PathLike, read_data_dir, subset_data_dir
 
@@ -61,9 +61,8 @@ def write_budget_subset(src: PathLike, dst: PathLike, n: int, seed: int = 0) -> 
     return subset_data_dir(src, dst, ids)
 
 
-def group_counts(utt2spk: Dict[str, str], ids: List[str], group_of: Optional[Callable[[str], str]] = None) -> Dict[str, int]:
+def group_counts(utt2spk: Dict[str, str], ids: List[str], group_of: Callable[[str], str] = speaker_prefix) -> Dict[str, int]:
     """How many of ``ids`` fall in each group (for logging)."""
-    group_of = group_of or speaker_prefix
     counts: Dict[str, int] = defaultdict(int)
     for utt in ids:
         counts[group_of(utt2spk[utt])] += 1

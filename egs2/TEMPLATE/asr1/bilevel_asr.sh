@@ -225,31 +225,11 @@ run_cmd() {
 }
 
 current_stage=0
-current_log=""
-on_error() {
-    local rc=$? line=$1
-    log "ERROR: stage ${current_stage} failed (exit ${rc}, ${SCRIPT_NAME}:${line})${current_log:+; log: ${current_log}}"
-    if [ -n "${current_log}" ] && [ -f "${current_log}" ]; then
-        echo "----- last lines of ${current_log} -----" >&2
-        tail -n 15 "${current_log}" >&2
-        echo "-----" >&2
-    fi
-    log "fix the problem and rerun with --stage ${current_stage} (finished stages are not redone)"
-    exit "${rc}"
-}
-trap 'on_error ${LINENO}' ERR
-
-# Run a command with its output in a log file; the ERR trap names the log on failure.
-run_logged() {
-    local logfile=$1; shift
-    mkdir -p "$(dirname "${logfile}")"
-    current_log=${logfile}
-    {
-        echo "# $(date '+%Y-%m-%dT%H:%M:%S') $*"
-    } >> "${logfile}"
-    "$@" >> "${logfile}" 2>&1
-    current_log=""
-}
+failed_what="stage 0"
+rerun_hint="fix the problem and rerun with --stage 0 (finished stages are not redone)"
+# on_error (ERR trap) and run_logged
+# shellcheck source=scripts/error_trap.sh
+. scripts/error_trap.sh
 
 in_skip() { [[ " ${skip_stages} " == *" $1 "* ]]; }
 run_stage() {
@@ -257,6 +237,8 @@ run_stage() {
     local n=$1
     if [ "${stage}" -le "${n}" ] && [ "${stop_stage}" -ge "${n}" ] && ! in_skip "${n}"; then
         current_stage=${n}
+        failed_what="stage ${n}"
+        rerun_hint="fix the problem and rerun with --stage ${n} (finished stages are not redone)"
         return 0
     fi
     return 1

@@ -113,29 +113,10 @@ stats_dir=${pt_exp}/stats
 mkdir -p "${pt_exp}/logs" "${ft_exp}/logs"
 
 # ------------------------------------------------------------------------------------------ helpers
-current_step=""; current_log=""
-on_error() {
-    local rc=$? line=$1
-    log "ERROR: step ${current_step:-setup} failed (exit ${rc}, ${SCRIPT_NAME}:${line})${current_log:+; log: ${current_log}}"
-    if [ -n "${current_log}" ] && [ -f "${current_log}" ]; then
-        echo "----- last lines of ${current_log} -----" >&2
-        tail -n 15 "${current_log}" >&2
-        echo "-----" >&2
-    fi
-    log "fix the problem and rerun the same command (finished steps are not redone)"
-    exit "${rc}"
-}
-trap 'on_error ${LINENO}' ERR
-
-# run_logged <log> <command...>: the command's output is appended to <log>
-run_logged() {
-    local logfile=$1; shift
-    mkdir -p "$(dirname "${logfile}")"
-    current_log=${logfile}
-    echo "# $(date '+%Y-%m-%dT%H:%M:%S') $*" >> "${logfile}"
-    "$@" >> "${logfile}" 2>&1
-    current_log=""
-}
+rerun_hint="fix the problem and rerun the same command (finished steps are not redone)"
+# on_error (ERR trap) and run_logged
+# shellcheck source-path=SCRIPTDIR source=error_trap.sh
+. "$(dirname "${BASH_SOURCE[0]}")/error_trap.sh"
 
 # write_seconds <file> <seconds>: atomically
 write_seconds() {
@@ -169,7 +150,7 @@ dist_args() {
 log "${SCRIPT_NAME} ${ORIGINAL_ARGS[*]}"
 
 # ------------------------------------------------------------------------------------------ a: k-means labels
-current_step="a (k-means labels)"
+failed_what="step a (k-means labels)"
 n_tokens=$(( n_clusters + 2 ))  # 0..n-1, <unk>, <sos/eos>
 if [ -f "${labels_dir}/.done" ]; then
     _have=$(wc -l < "${labels_dir}/tokens.txt")
@@ -188,7 +169,7 @@ else
 fi
 
 # ------------------------------------------------------------------------------------------ b: PT statistics
-current_step="b (HuBERT statistics)"
+failed_what="step b (HuBERT statistics)"
 pt_common=(--use_preprocessor true --token_type word --token_list "${labels_dir}/tokens.txt"
            --num_classes "${n_clusters}" --config "${pt_config}"
            --train_data_path_and_name_and_type "${unlab_dir}/wav.scp,speech,sound"
@@ -217,7 +198,7 @@ else
 fi
 
 # ------------------------------------------------------------------------------------------ c: PT
-current_step="c (HuBERT pre-training)"
+failed_what="step c (HuBERT pre-training)"
 if [ -f "${pt_exp}/.train.done" ]; then
     log "step c: ${pt_exp} already trained; skipped"
 else
@@ -237,7 +218,7 @@ else
 fi
 
 # ------------------------------------------------------------------------------------------ d: FT
-current_step="d (ASR fine-tuning)"
+failed_what="step d (ASR fine-tuning)"
 if [ -f "${ft_exp}/.train.done" ]; then
     log "step d: ${ft_exp} already trained; skipped"
 else
@@ -271,5 +252,5 @@ else
     touch "${ft_exp}/.train.done"
     log "step d: done in $(cat "${ft_exp}/train_wall_seconds") s"
 fi
-current_step=""
+failed_what="setup"
 log "finished: PT $(cat "${pt_exp}/train_wall_seconds") s (+ labels $(cat "${pt_exp}/labels_wall_seconds" 2>/dev/null || echo '?') s, stats $(cat "${pt_exp}/stats_wall_seconds" 2>/dev/null || echo '?') s), FT $(cat "${ft_exp}/train_wall_seconds") s"
