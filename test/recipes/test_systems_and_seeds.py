@@ -44,13 +44,14 @@ def recipe(prepared, recipe_copy):
 
 
 def private_scripts_dir(d, hubert_script: str = None):
-    """Replace the copy's scripts/ symlink (into the repository) by a dir of its own: the job runners,
-    and scripts/hubert_ptft.sh only if ``hubert_script`` is given."""
+    """Replace the copy's scripts/ symlink (into the repository) by a dir of its own: every template
+    script except hubert_ptft.sh, which is ``hubert_script`` if given and absent otherwise."""
     scripts = d / "scripts"
     scripts.unlink()
     scripts.mkdir()
-    for name in ("run_local.sh", "run_slurm.sh"):
-        (scripts / name).symlink_to(EGS2 / "TEMPLATE" / "asr1" / "scripts" / name)
+    for src in (EGS2 / "TEMPLATE" / "asr1" / "scripts").iterdir():
+        if src.name != "hubert_ptft.sh":
+            (scripts / src.name).symlink_to(src)
     if hubert_script is not None:
         (scripts / "hubert_ptft.sh").write_text(hubert_script)
 
