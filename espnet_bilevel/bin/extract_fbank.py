@@ -44,6 +44,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet_bilevel.data.audio_file import read_mono
 from espnet_bilevel.data.cli import run_cli
 from espnet_bilevel.data.kaldi_dir import (
     DataError,
@@ -53,28 +54,10 @@ from espnet_bilevel.data.kaldi_dir import (
     replace_dir,
 )
 
+# why a pipe fails here: stage 3 writes piped audio (e.g. LibriSpeech flac via sox) to files first
+PIPE_NOTE = " by the fbank extractor (stage 3 materializes them first)"
+
 DEFAULTS = dict(fs=16000, n_mels=80, frame_length=25.0, frame_shift=10.0, dither=0.0)
-
-
-def read_audio(path: str, fs: int, where: str):
-    """Mono float32 samples of ``path`` (soundfile); DataError naming the file on any problem."""
-    import numpy as np
-    import soundfile
-
-    if path.rstrip().endswith("|"):
-        raise DataError(f"{where}: pipes are not supported by the fbank extractor (stage 3 materializes "
-                        f"them first): {path}")
-    if not Path(path).is_file():
-        raise DataError(f"{where}: audio file not found: {path}")
-    try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
-        raise DataError(f"{where}: cannot read audio file {path}: {exc}".strip()) from None
-    if rate != fs:
-        raise DataError(f"{where}: audio file {path} has sample rate {rate} Hz, expected {fs} Hz (--fs)")
-    if samples.shape[1] != 1:
-        raise DataError(f"{where}: audio file {path} has {samples.shape[1]} channels; expected mono")
-    return np.ascontiguousarray(samples[:, 0])
 
 
 def compute_fbank(samples, fs: int = 16000, n_mels: int = 80, frame_length: float = 25.0,
@@ -117,7 +100,7 @@ def extract(wav_scp: Path, ark: Path, scp: Path, utt2num_frames: Optional[Path],
     with kaldiio.WriteHelper(f"ark,scp:{ark},{scp}") as writer:
         for lineno, utt, path in rows:
             where = f"{wav_scp}:{lineno} (utterance {utt})"
-            samples = read_audio(path, fs, where)
+            samples = read_mono(path, fs, where, pipe_note=PIPE_NOTE, fs_option="--fs")
             feats = compute_fbank(samples, fs, n_mels, frame_length, frame_shift, dither)
             if feats.shape[0] == 0:
                 raise DataError(f"{where}: {path} has {samples.shape[0]} samples, shorter than one "

@@ -44,6 +44,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from espnet_bilevel.data import audio_file
 from espnet_bilevel.data.kaldi_dir import (
     DataError,
     atomic_write_lines,
@@ -72,41 +73,6 @@ def num_label_frames(num_samples: int, fs: int = FS) -> int:
     win = int(fs * WINDOW_MS / 1000)
     hop = int(fs * HOP_MS / 1000)
     return 0 if num_samples < win else 1 + (num_samples - win) // hop
-
-
-def read_audio(path: str, fs: int, where: str) -> np.ndarray:
-    """Mono float32 samples of ``path``; DataError naming ``where`` on any problem."""
-    import soundfile
-
-    if path.rstrip().endswith("|"):
-        raise DataError(f"{where}: pipes are not supported, give an audio file: {path}")
-    if not Path(path).is_file():
-        raise DataError(f"{where}: audio file not found: {path}")
-    try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except Exception as exc:  # noqa: BLE001 - libsndfile raises several types
-        msg = " ".join(str(exc).split())
-        raise DataError(f"{where}: cannot read audio file {path}: {msg}") from None
-    if rate != fs:
-        raise DataError(f"{where}: audio file {path} has sample rate {rate} Hz, expected {fs} Hz")
-    if samples.shape[1] != 1:
-        raise DataError(f"{where}: audio file {path} has {samples.shape[1]} channels; expected mono")
-    return np.ascontiguousarray(samples[:, 0])
-
-
-def audio_num_samples(path: str, where: str) -> int:
-    """Length of an audio file from its header (cheap); DataError if it cannot be read."""
-    import soundfile
-
-    if path.rstrip().endswith("|"):
-        raise DataError(f"{where}: pipes are not supported, give an audio file: {path}")
-    if not Path(path).is_file():
-        raise DataError(f"{where}: audio file not found: {path}")
-    try:
-        return int(soundfile.info(path).frames)
-    except Exception as exc:  # noqa: BLE001
-        msg = " ".join(str(exc).split())
-        raise DataError(f"{where}: cannot read audio file {path}: {msg}") from None
 
 
 def mfcc_features(samples: np.ndarray, fs: int = FS) -> np.ndarray:
@@ -268,7 +234,7 @@ def load_km_model(path: Path) -> np.ndarray:
 
 def _utt_features(wav_scp: Path, lineno: int, utt: str, path: str, fs: int) -> np.ndarray:
     where = f"{wav_scp}:{lineno} (utterance {utt})"
-    samples = read_audio(path, fs, where)
+    samples = audio_file.read_mono(path, fs, where)
     if num_label_frames(len(samples), fs) == 0:
         raise DataError(f"{where}: {path} has {len(samples)} samples, shorter than one "
                         f"{WINDOW_MS:g} ms window: no frames")
@@ -365,7 +331,7 @@ def collect_fit_frames(rows, wav_scp: Path, fs: int, fit_portion: float, max_fit
     total = 0
     for i in chosen:
         lineno, utt, path = rows[i]
-        total += num_label_frames(audio_num_samples(path, f"{wav_scp}:{lineno} (utterance {utt})"), fs)
+        total += num_label_frames(audio_file.num_samples(path, f"{wav_scp}:{lineno} (utterance {utt})"), fs)
     keep_prob = 1.0 if total <= max_fit_frames else max_fit_frames / float(total)
     pieces = _chunks([(i, rows[i]) for i in chosen], nj, per_utt=nj <= 1)
     jobs = [(wav_scp, piece, fs, keep_prob, seed) for piece in pieces]
