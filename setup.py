@@ -29,7 +29,7 @@ setup(
     packages=find_packages(include=["espnet_bilevel", "espnet_bilevel.*"]),
     python_requires=">=3.9,<3.13",
     install_requires=install_requires,
-    extras_require={"test": ["pytest>=7.0.0,<8.4.0", "pytest-timeout"]},
+    extras_require={"test": ["pytest>=7.0.0,<8.4.0", "pytest-timeout", "pytest-xdist>=3.5"]},
     entry_points={
         "console_scripts": [
             "bilevel_asr_train=espnet_bilevel.bin.bilevel_asr_train:main",

@@ -53,3 +53,9 @@ def tiny_stats(tiny_corpus, tmp_path_factory):
     return out
 
 
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the minutes-long end-to-end tests first: with pytest-xdist (pytest.ini runs two
+    workers) the short tests then fill the gaps and both workers finish at about the same time."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: keeps file order
