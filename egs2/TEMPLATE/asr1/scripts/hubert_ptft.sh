@@ -118,28 +118,24 @@ rerun_hint="fix the problem and rerun the same command (finished steps are not r
 # shellcheck source-path=SCRIPTDIR source=error_trap.sh
 . "$(dirname "${BASH_SOURCE[0]}")/error_trap.sh"
 
-# write_seconds <file> <seconds>: atomically
-write_seconds() {
-    echo "$2" > "$1.tmp"
-    mv "$1.tmp" "$1"
-}
+# shellcheck source-path=SCRIPTDIR source=wall_time.sh
+. "$(dirname "${BASH_SOURCE[0]}")/wall_time.sh"
 
-# timed_train <exp> <log> <command...>: train with wall-time bookkeeping (a failed attempt's time is
-# kept in <exp>/.train_wall_partial and added when a rerun finishes)
+# timed_train <exp> <log> <command...>: run_logged with wall-time bookkeeping; sets TRAIN_SECONDS
+# (a failed attempt's time is added when a rerun finishes, see wall_time.sh)
 timed_train() {
-    local exp=$1 logfile=$2 start rc=0 partial
+    local exp=$1 logfile=$2 rc=0
     shift 2
-    partial=$(cat "${exp}/.train_wall_partial" 2>/dev/null || echo 0)
-    start=$(date +%s)
+    wall_time_begin "${exp}"
     current_log=${logfile}
     echo "# $(date '+%Y-%m-%dT%H:%M:%S') $*" >> "${logfile}"
     "$@" >> "${logfile}" 2>&1 || rc=$?
     if [ "${rc}" -ne 0 ]; then
-        write_seconds "${exp}/.train_wall_partial" $(( $(date +%s) - start + partial ))
+        wall_time_failed "${exp}"
         return "${rc}"
     fi
     current_log=""
-    TRAIN_SECONDS=$(( $(date +%s) - start + partial ))
+    TRAIN_SECONDS=$(wall_time_done "${exp}")
 }
 
 # multi-GPU on one node: ESPnet spawns one DDP process per GPU (as espnet2.bin.launch does for one node)
