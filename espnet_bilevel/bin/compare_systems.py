@@ -32,8 +32,9 @@ holds n, the means (wall_seconds, scores, curve = [time, CER, time std, CER std]
 standard deviations (wall_seconds_std, scores_std) and the single-run rows under "runs". Exp dir
 paths must not contain commas.
 
-Writes <out_dir>/compare.md, compare.json, dev_cer_vs_wall_time.png and (when a bljust system with
-steps/*.jsonl is given) bljust_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
+Writes <out_dir>/compare.md, compare.json, wer_by_system.png (bars per set, error bars = std over
+runs), dev_cer_vs_wall_time.png and (when a bljust system with steps/*.jsonl is given)
+bljust_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
 """
 from __future__ import annotations
 
@@ -271,6 +272,51 @@ def _finish_cer_plot(fig, ax, out: Path, valid_set: str, title_suffix: str = "")
     plt.close(fig)
 
 
+def wer_bars(rows: List[dict], sets: List[str]) -> List[dict]:
+    """What wer_by_system.png draws, per system: label, WER per set (mean), error (sample std, 0
+    for one run) and the single runs' WERs (dots)."""
+    bars = []
+    for r in rows:
+        std = r.get("scores_std") or {}
+        bars.append({
+            "label": r["system"] + (f" (n={r['n']})" if "n" in r else ""),
+            "wer": [r["scores"][s]["wer"] for s in sets],
+            "err": [(std.get(s) or {}).get("wer") or 0.0 for s in sets],
+            "runs": [[run["scores"][s]["wer"] for run in r.get("runs", []) if run["scores"][s]["wer"] is not None]
+                     for s in sets],
+        })
+    return bars
+
+
+def plot_wer_by_system(rows: List[dict], sets: List[str], out: Path) -> None:
+    """Grouped bars: one group per evaluation set, one bar per system; with several runs the bar is
+    the mean, the error bar one sample standard deviation and each run a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = wer_bars(rows, sets)
+    width = 0.8 / max(len(bars), 1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.6 * len(sets) * len(bars)), 4))
+    for i, b in enumerate(bars):
+        xs = [j + (i - (len(bars) - 1) / 2) * width for j in range(len(sets))]
+        ax.bar(xs, [math.nan if w is None else w for w in b["wer"]], width, yerr=b["err"], capsize=3,
+               label=b["label"])
+        for x, pts in zip(xs, b["runs"]):
+            ax.plot([x] * len(pts), pts, "k.", ms=4)
+    ax.set_xticks(range(len(sets)))
+    ax.set_xticklabels(sets)
+    ax.set_ylabel("WER (%)")
+    several = any(b["runs"][0] for b in bars)
+    ax.set_title("WER by system" + (" (mean ± std over runs; dots: runs)" if several else ""))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def plot_bljust(steps: List[dict], out: Path) -> None:
     import matplotlib
 
@@ -379,7 +425,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     (tmp / "compare.md").write_text(table + "\n"
-                                    + f"Plots: `{a.out_dir}/dev_cer_vs_wall_time.png`"
+                                    + f"Plots: `{a.out_dir}/wer_by_system.png`, `{a.out_dir}/dev_cer_vs_wall_time.png`"
                                     + ("" if "bljust" not in systems else f", `{a.out_dir}/bljust_losses.png`")
                                     + "\n", encoding="utf-8")
     (tmp / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
@@ -388,6 +434,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         plot_cer_vs_time_runs(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
     else:
         plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
+    plot_wer_by_system(rows, a.test_sets, tmp / "wer_by_system.png")
     if "bljust" in systems:
         bljust_exp = systems["bljust"][0]  # with several runs: the first one's steps
         steps = read_steps(bljust_exp)

@@ -89,6 +89,14 @@ def test_several_seeds_give_mean_and_std(tmp_path):
     assert cer == pytest.approx(0.6) and cer_std == pytest.approx(0.1)
     assert len(p["curve"]) == 2
     assert (out / "dev_cer_vs_wall_time.png").read_bytes()[:4] == b"\x89PNG"
+    # the WER bar plot: mean bars, std error bars, every run as a dot
+    bars = compare_systems.wer_bars(rows, ["dev", "test"])
+    assert [b["label"] for b in bars] == ["supervised (n=3)", "ptft (n=3)"]
+    assert bars[0]["wer"] == [pytest.approx(34.0), pytest.approx(50.0)]
+    assert bars[0]["err"] == [pytest.approx(2.0), pytest.approx(0.0)]
+    assert bars[0]["runs"] == [[32.0, 34.0, 36.0], [50.0, 50.0, 50.0]]
+    assert bars[1]["runs"][1] == [59.0, 58.0, 57.0]
+    assert (out / "wer_by_system.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_missing_value_in_one_run_is_a_dash_and_one_run_has_no_std(tmp_path):
@@ -115,6 +123,8 @@ def test_one_run_per_system_keeps_the_single_run_table(tmp_path):
     assert "| a | 0.1 k | 10 | 1.0 | 2.0 | 3.0 | 4.0 |" in md
     row = json.loads((out / "compare.json").read_text())[0]
     assert list(row) == ["system", "exp", "params", "wall_seconds", "scores", "curve"]
+    assert compare_systems.wer_bars([row], ["dev", "test"]) == [
+        {"label": "a", "wer": [1.0, 3.0], "err": [0.0, 0.0], "runs": [[], []]}]
 
 
 def test_argument_errors(tmp_path, capsys):

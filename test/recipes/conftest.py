@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "test" / "data"))
 
 
 def _ignore(dirpath, names):
-    skip = {"RESULTS.md", "RESULTS_small.md", "downloads"}
+    skip = {"RESULTS.md", "RESULTS_small.md", "RESULTS_figures", "RESULTS_small_figures", "downloads"}
     return [n for n in names if n in skip or n.split("_")[0] in ("data", "dump", "exp")
             and Path(dirpath).name == "asr1"]
 

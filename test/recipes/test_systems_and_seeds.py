@@ -120,6 +120,11 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     assert "| supervised | 2 |" in results
     assert "## supervised: asr_supervised_raw_char_seed1" in results
     assert "## supervised: asr_supervised_raw_char_seed2" in results
+    # the plots are copied next to the results file and embedded
+    figs = recipe / "RESULTS_small_figures"
+    assert sorted(p.name for p in figs.iterdir()) == ["dev_cer_vs_wall_time.png", "wer_by_system.png"]
+    assert (figs / "wer_by_system.png").read_bytes() == (cmp_dir / "wer_by_system.png").read_bytes()
+    assert "![wer_by_system](RESULTS_small_figures/wer_by_system.png)" in results
 
 
 # A test double of scripts/hubert_ptft.sh: records its arguments, fakes the PT half (a wall time of
