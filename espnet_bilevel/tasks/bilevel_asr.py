@@ -49,12 +49,34 @@ class BilevelConfigError(ValueError):
     """A configuration or input problem found before training starts (one clear message)."""
 
 
+def accepted_conf_keys(cls: type) -> Optional[List[str]]:
+    """The keyword arguments ``cls(**conf)`` accepts, or None if that cannot be known.
+
+    A constructor with ``**kwargs`` usually forwards them to its base class, so the bases' named
+    parameters count too (walking the MRO); only a chain of ``**kwargs`` that reaches a constructor
+    taking anything (e.g. ``torch.nn.Module``'s) makes the keys unknowable.
+    """
+    keys: List[str] = []
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        for p in params:
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in keys:
+                keys.append(p.name)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return keys
+    return None
+
+
 def _check_conf_keys(kind: str, name: str, cls: type, conf: dict, reserved=()) -> None:
     """Unknown keys in a ``*_conf`` dict are an error that names the key and the valid ones."""
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+    accepted = accepted_conf_keys(cls)
+    if accepted is None:
         return
-    valid = [k for k in params if k != "self" and k not in reserved]
+    valid = [k for k in accepted if k not in reserved]
     for key in conf or {}:
         if key not in valid:
             raise BilevelConfigError(

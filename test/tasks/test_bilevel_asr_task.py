@@ -255,3 +255,30 @@ def test_bad_data_is_one_clear_error_naming_the_file(case, tmp_path, tiny_corpus
     err = capsys.readouterr().err
     assert message in err and str(corpus[split]) in err
     assert not (out / "config.yaml").exists()
+
+
+def test_accepted_conf_keys_follows_kwargs_to_the_base_class():
+    import torch
+
+    from espnet_bilevel.tasks.bilevel_asr import accepted_conf_keys
+
+    class Base:
+        def __init__(self, a=1, *, b=2):
+            pass
+
+    class Forwarding(Base):
+        def __init__(self, c=3, **kwargs):  # forwards the rest to Base
+            super().__init__(**kwargs)
+
+    class Inherits(Forwarding):  # no __init__ of its own
+        pass
+
+    class Open:
+        def __init__(self, **kwargs):
+            pass
+
+    assert accepted_conf_keys(Base) == ["a", "b"]
+    assert accepted_conf_keys(Forwarding) == ["c", "a", "b"]
+    assert accepted_conf_keys(Inherits) == ["c", "a", "b"]
+    assert accepted_conf_keys(Open) is None  # takes anything: nothing to check
+    assert accepted_conf_keys(torch.nn.Module) is None
