@@ -244,22 +244,24 @@ def _fmt_time(seconds: float) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _examples(ids: Iterable[str]) -> str:
+def id_examples(ids: Iterable[str]) -> str:
+    """The first few ids in Kaldi order, for error messages ("a, b, c, ...")."""
     ids = sorted(ids, key=kaldi_sort_key)
     shown = ", ".join(ids[:N_EXAMPLES])
     return shown + (", ..." if len(ids) > N_EXAMPLES else "")
 
 
-def _compare_ids(name_a: str, ids_a: Iterable[str], name_b: str, ids_b: Iterable[str], where: Path) -> None:
+def compare_ids(name_a: str, ids_a: Iterable[str], name_b: str, ids_b: Iterable[str], where: Path) -> None:
+    """DataError naming ``where`` and examples on each side if the two id sets differ."""
     set_a, set_b = set(ids_a), set(ids_b)
     if set_a == set_b:
         return
     only_a, only_b = set_a - set_b, set_b - set_a
     parts = [f"{where}: ids of {name_a} ({len(set_a)}) and {name_b} ({len(set_b)}) differ"]
     if only_a:
-        parts.append(f"{len(only_a)} only in {name_a}: {_examples(only_a)}")
+        parts.append(f"{len(only_a)} only in {name_a}: {id_examples(only_a)}")
     if only_b:
-        parts.append(f"{len(only_b)} only in {name_b}: {_examples(only_b)}")
+        parts.append(f"{len(only_b)} only in {name_b}: {id_examples(only_b)}")
     raise DataError("; ".join(parts))
 
 
@@ -335,22 +337,22 @@ def validate_data_dir(
             _check_sorted(path / name)
 
     if data.segments is not None:
-        _compare_ids("segments", data.segments, "utt2spk", data.utt2spk, path)
+        compare_ids("segments", data.segments, "utt2spk", data.utt2spk, path)
         recos = {reco for reco, _, _ in data.segments.values()}
         unknown = recos - set(data.wav_scp)
         if unknown:
             raise DataError(
-                f"{path / 'segments'}: {len(unknown)} recording ids are not in wav.scp: {_examples(unknown)}"
+                f"{path / 'segments'}: {len(unknown)} recording ids are not in wav.scp: {id_examples(unknown)}"
             )
     else:
-        _compare_ids("wav.scp", data.wav_scp, "utt2spk", data.utt2spk, path)
+        compare_ids("wav.scp", data.wav_scp, "utt2spk", data.utt2spk, path)
     if data.text is not None:
-        _compare_ids("text", data.text, "utt2spk", data.utt2spk, path)
+        compare_ids("text", data.text, "utt2spk", data.utt2spk, path)
         for lineno, utt, transcript in read_table_lines(path / "text"):
             if not transcript:
                 raise DataError(f"{path / 'text'}:{lineno}: empty transcript for utterance '{utt}'")
     if data.utt2dur is not None:
-        _compare_ids("utt2dur", data.utt2dur, "utt2spk", data.utt2spk, path)
+        compare_ids("utt2dur", data.utt2dur, "utt2spk", data.utt2spk, path)
 
     if (path / "spk2utt").is_file():
         expected = utt2spk_to_spk2utt(data.utt2spk)
@@ -360,7 +362,7 @@ def validate_data_dir(
                     f"{path / 'spk2utt'}:{lineno}: speaker '{spk}' does not match utt2spk; "
                     f"regenerate spk2utt (fix_data_dir)"
                 )
-        _compare_ids("spk2utt speakers", read_table(path / "spk2utt"), "utt2spk speakers", expected, path)
+        compare_ids("spk2utt speakers", read_table(path / "spk2utt"), "utt2spk speakers", expected, path)
 
     if check_audio:
         wav_lines = {key: lineno for lineno, key, _ in read_table_lines(path / "wav.scp")}
@@ -442,7 +444,7 @@ def subset_data_dir(src: PathLike, dst: PathLike, utt_ids: Iterable[str]) -> Pat
     wanted = set(utt_ids)
     unknown = wanted - set(data.utt2spk)
     if unknown:
-        raise DataError(f"{src}: {len(unknown)} requested utterance ids are not in utt2spk: {_examples(unknown)}")
+        raise DataError(f"{src}: {len(unknown)} requested utterance ids are not in utt2spk: {id_examples(unknown)}")
     if not wanted:
         raise DataError(f"{src}: refusing to write an empty subset to {dst}")
     _filter_in_place(data, wanted)

@@ -216,7 +216,7 @@ class BilevelASRTask(ASRTask):
         the file and utterance named, not hours into training: duplicated ids, audio paths
         that do not exist, empty transcripts, and ids that differ between a stream's files.
         (Reading every audio file is the recipe's validation stage: validate_data_dir.)"""
-        from espnet_bilevel.data.kaldi_dir import DataError, _compare_ids, _examples, read_table
+        from espnet_bilevel.data.kaldi_dir import DataError, compare_ids, id_examples, read_table
 
         streams = (
             ("--train_data_path_and_name_and_type", args.train_data_path_and_name_and_type),
@@ -246,12 +246,12 @@ class BilevelASRTask(ASRTask):
                         if empty:
                             raise DataError(
                                 f"{path} ({option}): {len(empty)} empty transcript(s): "
-                                f"{_examples(empty)}"
+                                f"{id_examples(empty)}"
                             )
                     ids[path] = table.keys()
                 paths = list(ids)
                 for other in paths[1:]:
-                    _compare_ids(Path(paths[0]).name, ids[paths[0]], Path(other).name,
+                    compare_ids(Path(paths[0]).name, ids[paths[0]], Path(other).name,
                                  ids[other], Path(f"{option} {paths[0]} vs {other}"))
         except DataError as e:
             raise BilevelConfigError(str(e)) from None
