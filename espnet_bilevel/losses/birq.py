@@ -25,7 +25,9 @@ class BiRQLoss(BestRQLoss):
 
     1. The *unmasked* features go through the backbone with ``return_all_layers=True`` (the
        masked pass uses ``return_all_layers=False``); z = output of layer k (1-based), normalized
-       by a LayerNorm without affine parameters (nothing trainable in the labeller but θ).
+       without trainable parameters (nothing trainable in the labeller but θ), by default per
+       utterance and channel over its valid frames (``enhanced_norm: instance``, as data2vec
+       normalizes its self-made targets) — see ``enhanced_norm`` for why not per frame.
     2. p = z · A with a frozen Xavier projection A (D × enhanced_codebook_dim, a buffer).
        Logits over the frozen unit-norm codebook {c_v} (a buffer) are ``-||p - c_v||²``.  Since
        ||p|| is the same for every v, the argmax equals the largest cosine, i.e. BEST-RQ's rule
@@ -55,6 +57,14 @@ class BiRQLoss(BestRQLoss):
         gumbel_tau (float, default 0.5) [0.5]: Gumbel-softmax temperature, fixed.
         gumbel_hard (bool, default False) [NF]: False = soft relaxed targets; True = one-hot
             targets with the straight-through gradient of the soft ones.
+        enhanced_norm ("instance" or "layer", default "instance") [NF: the paper says
+            "normalized"]: "instance" standardizes each channel over an utterance's valid frames;
+            "layer" is a per-frame LayerNorm over channels. Because the targets keep their
+            gradient, F can be lowered by making the layer-k output of every frame point the same
+            way (then every frame gets the same code and is trivially predicted). A per-frame
+            LayerNorm keeps that common direction, and on the mini corpus the enhanced labels
+            collapsed to 2 of 256 codes within the first epoch even with w2 = 2.4; instance
+            normalization subtracts it, so the codes must keep varying along the utterance.
         enhanced_weight (float, default 0.1) [0.1]: w1, weight of F.
         anchor_weight (float, default 2.4) [2.4]: w2, weight of G (penalty constant w2/w1 = 24).
 
@@ -89,6 +99,7 @@ class BiRQLoss(BestRQLoss):
         gumbel_hard: bool = False,
         enhanced_weight: float = 0.1,
         anchor_weight: float = 2.4,
+        enhanced_norm: str = "instance",
     ):
         super().__init__(
             input_size=input_size, encoder_output_size=encoder_output_size,
@@ -105,6 +116,9 @@ class BiRQLoss(BestRQLoss):
             raise ValueError("gumbel_tau must be > 0")
         if enhanced_weight < 0 or anchor_weight < 0:
             raise ValueError("enhanced_weight and anchor_weight must be >= 0")
+        if enhanced_norm not in ("instance", "layer"):
+            raise ValueError(f"enhanced_norm must be 'instance' or 'layer', got {enhanced_norm!r}")
+        self.enhanced_norm = enhanced_norm
         self.enhanced_layer = enhanced_layer
         self.enhanced_codebook_size = enhanced_codebook_size
         self.enhanced_codebook_dim = enhanced_codebook_dim
@@ -129,9 +143,24 @@ class BiRQLoss(BestRQLoss):
             raise ValueError(f"enhanced_layer={k} but the backbone has {backbone.num_layers} layers")
         return k
 
-    def enhanced_logits(self, layer_out: torch.Tensor) -> torch.Tensor:
-        """(B, T', D) layer-k output -> (B, T', V) logits ``-||A·LN(z) - c_v||²`` (keeps grad)."""
-        z = F.layer_norm(layer_out.float(), (layer_out.size(-1),))
+    def normalize_layer_output(self, layer_out: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``enhanced_norm`` of a (B, T', D) layer output; ``lengths`` = valid frames per row (all if None).
+        Padded frames come out as 0 (they are never scored)."""
+        z = layer_out.float()
+        if self.enhanced_norm == "layer":
+            return F.layer_norm(z, (z.size(-1),))
+        if lengths is None:
+            lengths = torch.full((z.size(0),), z.size(1), dtype=torch.long, device=z.device)
+        m = (torch.arange(z.size(1), device=z.device)[None, :] < lengths.to(z.device)[:, None])
+        m = m.unsqueeze(-1).to(z.dtype)  # (B, T', 1)
+        n = m.sum(1, keepdim=True).clamp(min=1.0)
+        mean = (z * m).sum(1, keepdim=True) / n
+        var = (((z - mean) * m) ** 2).sum(1, keepdim=True) / n
+        return (z - mean) / torch.sqrt(var + 1e-5) * m
+
+    def enhanced_logits(self, layer_out: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, T', D) layer-k output -> (B, T', V) logits ``-||A·norm(z) - c_v||²`` (keeps grad)."""
+        z = self.normalize_layer_output(layer_out, lengths)
         p = z @ self.enhanced_projection.float()
         c = self.enhanced_codebook.float()
         sq_dist = (p * p).sum(-1, keepdim=True) - 2.0 * p @ c.t() + (c * c).sum(-1)
@@ -194,7 +223,7 @@ class BiRQLoss(BestRQLoss):
                 "(intermediate-CTC layers are not supported)"
             )
         self.check_lengths(layers[k - 1], lens_u, out_lens)
-        logits = self.enhanced_logits(layers[k - 1][:, :t_out])  # (B, T', V)
+        logits = self.enhanced_logits(layers[k - 1][:, :t_out], out_lens)  # (B, T', V)
         noise = None
         if self.training:
             noise = self.gumbel_noise(tuple(logits.shape), out_lens, res["gen"], res["row_gens"])

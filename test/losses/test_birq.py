@@ -94,14 +94,20 @@ def test_enhanced_quantizer_is_frozen_buffers():
     assert torch.equal(a.rpq_projection, c.rpq_projection)
 
 
-def test_enhanced_logits_hand_computed():
-    loss_fn = _loss()
+@pytest.mark.parametrize("norm", ["layer", "instance"])
+def test_enhanced_logits_hand_computed(norm):
+    loss_fn = _loss(enhanced_norm=norm)
     z = torch.randn(2, 5, D)
-    logits = loss_fn.enhanced_logits(z)
+    lengths = torch.tensor([5, 3])
+    logits = loss_fn.enhanced_logits(z, lengths)
     for b in range(2):
-        for t in range(5):
-            x = z[b, t]
-            x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-5)
+        for t in range(int(lengths[b])):
+            if norm == "layer":  # this frame over its channels
+                x = z[b, t]
+                x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-5)
+            else:  # each channel over the utterance's valid frames
+                u = z[b, : int(lengths[b])]
+                x = (z[b, t] - u.mean(0)) / torch.sqrt(u.var(0, unbiased=False) + 1e-5)
             p = x @ loss_fn.enhanced_projection
             expected = torch.stack([-((p - c) ** 2).sum() for c in loss_fn.enhanced_codebook])
             assert torch.allclose(logits[b, t], expected, atol=1e-4)
@@ -177,7 +183,7 @@ def test_enhanced_loss_and_entropy_hand_computed(make_encoder):
     t_out = int(out_lens.max())
     masked_out, layer_k = enc.calls[0][2][:, :t_out], enc.calls[1][2][:, :t_out]
     mask_out = (enc.calls[0][0] != feats).any(-1)[:, : S * t_out].reshape(3, t_out, S).all(-1)
-    logits = loss_fn.enhanced_logits(layer_k)
+    logits = loss_fn.enhanced_logits(layer_k, out_lens)
     y = torch.softmax(logits / 0.5, dim=-1)  # eval: no Gumbel noise
     log_p = torch.log_softmax(loss_fn.head_enhanced(masked_out[mask_out]), dim=-1)
     expected_f = -(y[mask_out] * log_p).sum(-1).mean()
@@ -250,3 +256,28 @@ def test_overfits_fixed_batch(make_encoder, overfit, piecewise_constant_batch):
     feats, lengths = piecewise_constant_batch(F_IN)
     before, after = overfit(loss_fn, enc, feats, lengths, steps=30)
     assert after < 0.8 * before, (before, after)
+
+
+def test_instance_norm_removes_the_common_direction_that_collapses_layer_norm_codes():
+    """Frames = one shared large vector + small per-frame variation (what training drove layer k
+    to on the mini corpus): per-frame LayerNorm keeps the shared direction, so every frame gets the
+    same code; per-utterance channel standardization removes it and the codes spread out."""
+    gen = torch.Generator().manual_seed(0)
+    common = 10.0 * torch.randn(D, generator=gen)
+    z = common + 0.1 * torch.randn(2, 40, D, generator=gen)
+    lengths = torch.tensor([40, 40])
+
+    def codes(norm):
+        loss_fn = _loss(enhanced_norm=norm, enhanced_codebook_size=16)
+        entropy, usage = code_usage_stats(loss_fn.enhanced_logits(z, lengths).argmax(-1).flatten(), 16)
+        return entropy.item(), usage.item()
+
+    layer_entropy, layer_usage = codes("layer")
+    inst_entropy, inst_usage = codes("instance")
+    assert layer_usage == 1 / 16 and layer_entropy == 0.0
+    assert inst_usage >= 8 / 16 and inst_entropy > 1.5
+
+
+def test_enhanced_norm_is_checked():
+    with pytest.raises(ValueError, match="enhanced_norm must be 'instance' or 'layer', got 'batch'"):
+        _loss(enhanced_norm="batch")
