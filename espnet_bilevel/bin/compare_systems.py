@@ -51,7 +51,7 @@ class CompareError(Exception):
     pass
 
 
-def _pair(value: str) -> Tuple[str, List[Path]]:
+def name_and_dirs(value: str) -> Tuple[str, List[Path]]:
     """NAME=DIR[,DIR...] -> (NAME, [DIR, ...])."""
     name, _, paths = value.partition("=")
     parts = paths.split(",")
@@ -385,9 +385,9 @@ def aggregate(name: str, runs: List[dict], sets: List[str]) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--system", type=_pair, action="append", required=True,
+    p.add_argument("--system", type=name_and_dirs, action="append", required=True,
                    help="NAME=EXP_DIR[,EXP_DIR...] (repeatable; several dirs = runs with different seeds)")
-    p.add_argument("--pre_exp", type=_pair, action="append", default=[],
+    p.add_argument("--pre_exp", type=name_and_dirs, action="append", default=[],
                    help="NAME=EXP_DIR[,EXP_DIR...] of the preceding runs, one per run of NAME, in order")
     p.add_argument("--decode_dir", required=True, help="decode dir name inside each exp dir")
     p.add_argument("--test_sets", nargs="+", required=True)
