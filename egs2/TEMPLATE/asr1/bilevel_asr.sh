@@ -233,6 +233,9 @@ rerun_hint="fix the problem and rerun with --stage 0 (finished stages are not re
 # write_seconds, wall_time_{begin,failed,done} (train_wall_seconds of stage 11)
 # shellcheck source=scripts/wall_time.sh
 . scripts/wall_time.sh
+# run_pool (stage 11's parallel runs)
+# shellcheck source=scripts/job_pool.sh
+. scripts/job_pool.sh
 
 in_skip() { [[ " ${skip_stages} " == *" $1 "* ]]; }
 run_stage() {
@@ -912,20 +915,15 @@ train_hubert_ptft() {
         || log "WARNING: ${pt_exp}/train_wall_seconds is missing: stage 16 shows no wall time for hubert_ptft"
     log "stage 11: hubert_ptft finished: PT $(cat "${pt_exp}/train_wall_seconds" 2>/dev/null || echo '?') s, FT $(cat "${ft_exp}/train_wall_seconds") s"
 }
-# run a batch of training runs, at most --train_jobs at the same time
+# train_batch <run@seed>...: at most --train_jobs runs at the same time (scripts/job_pool.sh starts the
+# next run as soon as any one ends, so already-trained runs that are skipped free their slot at once)
+report_failed_run() {
+    local label=${1%@*}
+    [ -z "${1#*@}" ] || label+=" (seed ${1#*@})"
+    log "ERROR: training run ${label} failed"
+}
 train_batch() {
-    local -a pids=() names=()
-    local run failed=0 i
-    for run in "$@"; do
-        train_one "${run}" &
-        pids+=($!); names+=("${run%@*}"); [ -z "${run#*@}" ] || names[-1]+=" (seed ${run#*@})"
-        if [ "${#pids[@]}" -ge "${train_jobs}" ]; then
-            for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: training run ${names[$i]} failed"; }; done
-            pids=(); names=()
-        fi
-    done
-    for i in "${!pids[@]}"; do wait "${pids[$i]}" || { failed=1; log "ERROR: training run ${names[$i]} failed"; }; done
-    return "${failed}"
+    run_pool "${train_jobs}" train_one report_failed_run "$@"
 }
 if run_stage 11; then
     require_file "${asr_stats_dir}/.done" "stage 10 (statistics)"
