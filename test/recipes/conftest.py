@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO / "test" / "data"))
 
 
 def _ignore(dirpath, names):
-    skip = {"RESULTS.md", "RESULTS_small.md", "RESULTS_figures", "RESULTS_small_figures", "downloads"}
-    return [n for n in names if n in skip or n.split("_")[0] in ("data", "dump", "exp")
+    skip = {"downloads"}
+    return [n for n in names if n in skip or n.split("_")[0] in ("data", "dump", "exp", "RESULTS", "RESULTS.md")
             and Path(dirpath).name == "asr1"]
 
 

@@ -54,6 +54,12 @@ def test_budget_curve_shares_pt_run(recipe_copy):
     assert (exp / "label_budget" / "label_budget_wer.png").stat().st_size > 1000
     md = (exp / "label_budget" / "label_budget.md").read_text()
     assert md.splitlines()[0].startswith("| labeled utts | ptft dev WER")
+    # the recipe-level copy: command, the same table, the plot next to it
+    results = (recipe / "RESULTS_label_budget_small.md").read_text()
+    assert 'local/label_budget.sh --budgets "6 12" --systems "ptft" --small true' in results and md in results
+    assert "![label_budget_wer](RESULTS_label_budget_small_figures/label_budget_wer.png)" in results
+    assert ((recipe / "RESULTS_label_budget_small_figures" / "label_budget_wer.png").read_bytes()
+            == (exp / "label_budget" / "label_budget_wer.png").read_bytes())
     # rerun: everything is already done, nothing retrained
     before = (exp / "asr_ptft_raw_char_n6" / "train_wall_seconds").stat().st_mtime
     proc = _run(recipe, "--small", "true", "--budgets", "6 12", "--systems", "ptft")
