@@ -10,6 +10,7 @@ SCRIPT = EGS2 / "TEMPLATE" / "asr1" / "scripts" / "job_pool.sh"
 PROG = r"""
 set -euo pipefail
 . "%s"
+POOL_POLL_SECONDS=0.05
 job() {
     echo "start $1" >> events
     case $1 in

@@ -57,15 +57,8 @@
 set -eEuo pipefail
 
 SCRIPT_NAME=$(basename "$0")
-log() {
-    # <time> (<script>:<line>:<function>) <message>
-    local fn=${FUNCNAME[1]:-main}
-    echo "$(date '+%Y-%m-%dT%H:%M:%S') (${SCRIPT_NAME}:${BASH_LINENO[0]}:${fn}) $*" >&2
-}
-die() {
-    log "ERROR: $*"
-    exit 1
-}
+# shellcheck source=scripts/log.sh
+. scripts/log.sh
 
 # ------------------------------------------------------------------------------------- options
 # name|default|help  (options may be given as --name value, --name=value or --na-me value)

@@ -41,15 +41,8 @@
 set -eEuo pipefail
 
 SCRIPT_NAME=$(basename "$0")
-log() {
-    # <time> (<script>:<line>:<function>) <message>
-    local fn=${FUNCNAME[1]:-main}
-    echo "$(date '+%Y-%m-%dT%H:%M:%S') (${SCRIPT_NAME}:${BASH_LINENO[0]}:${fn}) $*" >&2
-}
-die() {
-    log "ERROR: $*"
-    exit 1
-}
+# shellcheck source-path=SCRIPTDIR source=log.sh
+. "$(dirname "${BASH_SOURCE[0]}")/log.sh"
 usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # ------------------------------------------------------------------------------------------ options

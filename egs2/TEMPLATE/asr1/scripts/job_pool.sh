@@ -23,11 +23,22 @@ run_pool() {
     return "${failed}"
 }
 
-# wait for any one job of run_pool's table (dynamic scope), drop it, report it if it failed
+# wait for any one job of run_pool's table (dynamic scope), drop it, report it if it failed.
+# Polls instead of "wait -n -p": with two jobs ending together bash 5.2 can answer "no such job"
+# for the second one (it was reaped by the first wait -n); "wait <pid>" of an ended child always
+# returns its saved status.
 _pool_wait_one() {
-    local pid rc=0 item
-    wait -n -p pid "${!_pool_item_of[@]}" || rc=$?
-    item=${_pool_item_of[${pid}]}
-    unset "_pool_item_of[${pid}]"
-    [ "${rc}" -eq 0 ] || { "$1" "${item}" "${rc}"; return 1; }
+    local pid rc item
+    while true; do
+        for pid in "${!_pool_item_of[@]}"; do
+            kill -0 "${pid}" 2> /dev/null && continue
+            rc=0
+            wait "${pid}" || rc=$?
+            item=${_pool_item_of[${pid}]}
+            unset "_pool_item_of[${pid}]"
+            [ "${rc}" -eq 0 ] || { "$1" "${item}" "${rc}"; return 1; }
+            return 0
+        done
+        sleep "${POOL_POLL_SECONDS:-1}"
+    done
 }
