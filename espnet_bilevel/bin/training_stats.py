@@ -16,7 +16,8 @@ Usage:
   --epoch last|N           the epoch to read (default: each run's last epoch)
   --digits N               decimals (default 3)
 
-Exit status 1 with "ERROR: ..." naming the dir, epoch or key that is missing.
+A cell is "-" where a run did not report that value (e.g. BiRQ-only statistics in a BEST-RQ row).
+Exit status 1 with "ERROR: ..." for a missing dir or epoch, or a key that no run reported.
 """
 from __future__ import annotations
 
@@ -46,29 +47,43 @@ def reporter_stats(exp: Path) -> Dict[int, dict]:
     return {int(e): v for e, v in stats.items()}
 
 
-def value_at(stats: Dict[int, dict], exp: Path, key: str, epoch: Optional[int]) -> float:
+def value_at(stats: Dict[int, dict], exp: Path, key: str, epoch: Optional[int]) -> Optional[float]:
+    """The value, or None if that run did not report the key (e.g. a BiRQ-only statistic)."""
     mode, _, name = key.partition(".")
     e = max(stats) if epoch is None else epoch
     if e not in stats:
         raise StatsError(f"{exp}: no epoch {e} (epochs {min(stats)}-{max(stats)})")
-    values = stats[e].get(mode, {})
-    if name not in values:
-        known = ", ".join(sorted(values)) or "none"
-        raise StatsError(f"{exp}: epoch {e} has no {key} (reported {mode} values: {known})")
-    return float(values[name])
+    value = stats[e].get(mode, {}).get(name)
+    return None if value is None else float(value)
+
+
+def reported(stats: Dict[int, dict], key: str) -> str:
+    mode = key.partition(".")[0]
+    return ", ".join(sorted(stats[max(stats)].get(mode, {}))) or "none"
 
 
 def table(runs: List[tuple], keys: List[str], epoch: Optional[int], digits: int) -> str:
+    """A cell is "-" when a run of that row did not report the key; a key no run reported is an error."""
     head = ["run", "runs", "epoch"] + keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    found = {key: False for key in keys}
+    first = None
     for name, dirs in runs:
         all_stats = [reporter_stats(d) for d in dirs]
+        first = first or (dirs[0], all_stats[0])
         epochs = sorted({max(s) if epoch is None else epoch for s in all_stats})
         cells = [name, str(len(dirs)), ",".join(map(str, epochs))]
         for key in keys:
-            mean, std = mean_std([value_at(s, d, key, epoch) for s, d in zip(all_stats, dirs)])
+            values = [value_at(s, d, key, epoch) for s, d in zip(all_stats, dirs)]
+            found[key] |= any(v is not None for v in values)
+            mean, std = mean_std(values)
             cells.append(fmt_mean_std(mean, std, digits))
         lines.append("| " + " | ".join(cells) + " |")
+    missing = [k for k, ok in found.items() if not ok]
+    if missing:
+        exp, stats = first
+        raise StatsError(f"no run reported {', '.join(missing)} (e.g. {exp} reported "
+                         f"{missing[0].partition('.')[0]} values: {reported(stats, missing[0])})")
     return "\n".join(lines) + "\n"
 
 

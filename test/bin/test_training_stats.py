@@ -34,7 +34,7 @@ def test_last_epoch_mean_std_and_fixed_epoch(tmp_path, capsys):
 def test_missing_things_are_one_error_naming_them(tmp_path, capsys):
     a = fake_exp(tmp_path, "a", {1: {"valid": {"h": 3.0, "acc": 0.1}}})
     rc, _, err = run(capsys, "--run", f"a={a}", "--key", "valid.nope")
-    assert rc == 1 and f"{a}: epoch 1 has no valid.nope (reported valid values: acc, h)" in err
+    assert rc == 1 and f"no run reported valid.nope (e.g. {a} reported valid values: acc, h)" in err
     rc, _, err = run(capsys, "--run", f"a={a}", "--key", "valid.h", "--epoch", "7")
     assert rc == 1 and f"{a}: no epoch 7 (epochs 1-1)" in err
     rc, _, err = run(capsys, "--run", f"x={tmp_path / 'none'}", "--key", "valid.h")
@@ -42,3 +42,12 @@ def test_missing_things_are_one_error_naming_them(tmp_path, capsys):
     with pytest.raises(SystemExit):
         training_stats.main(["--run", f"a={a}", "--key", "h"])
     assert "expected train.NAME or valid.NAME" in capsys.readouterr().err
+
+
+def test_a_key_some_runs_lack_is_a_dash(tmp_path, capsys):
+    birq = fake_exp(tmp_path, "birq", {3: {"valid": {"enh": 1.5, "acc": 0.25}}})
+    bestrq = fake_exp(tmp_path, "bestrq", {3: {"valid": {"acc": 0.5}}})
+    rc, out, _ = run(capsys, "--run", f"birq={birq}", "--run", f"bestrq={bestrq}",
+                     "--key", "valid.enh", "--key", "valid.acc", "--digits", "2")
+    assert rc == 0
+    assert out.splitlines()[2:] == ["| birq | 1 | 3 | 1.50 | 0.25 |", "| bestrq | 1 | 3 | - | 0.50 |"]
