@@ -82,6 +82,7 @@ def plot(table, plot_set: str, out: Path) -> None:
     ax.set_xscale("log")
     ax.set_xticks(sorted({n for per in table.values() for n in per}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the budgets are labelled
     ax.set_xlabel("labeled utterances")
     ax.set_ylabel(f"{plot_set} WER (%)")
     ax.set_title("Label budget")
