@@ -1036,8 +1036,9 @@ write_recipe_results() {
         if [ -f "${compare_dir}/compare.md" ]; then
             cat "${compare_dir}/compare.md"
             echo
-            for png in "${figs_dir}"/*.png; do
-                echo "![$(basename "${png}" .png)](${figs_name}/$(basename "${png}"))"
+            for png in wer_by_system dev_cer_vs_wall_time bljust_losses; do
+                [ -f "${figs_dir}/${png}.png" ] || continue
+                echo "![${png}](${figs_name}/${png}.png)"
                 echo
             done
         fi
