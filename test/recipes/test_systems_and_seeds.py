@@ -126,6 +126,21 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     assert (figs / "wer_by_system.png").read_bytes() == (cmp_dir / "wer_by_system.png").read_bytes()
     assert "![wer_by_system](RESULTS_small_figures/wer_by_system.png)" in results
 
+    # stage 13 of other runs (seed 1 alone) must not show the comparison of seeds 1 and 2 ...
+    proc = run_recipe(recipe, "--small", "true", "--system", "supervised", "--seeds", "1",
+                      "--stage", "13", "--stop_stage", "13", timeout=300)
+    assert proc.returncode == 0, output(proc)[-4000:]
+    results = (recipe / "RESULTS_small.md").read_text()
+    assert "## supervised: asr_supervised_raw_char_seed1" in results and "seed2" not in results
+    assert "| supervised |" not in results and "![" not in results
+    # ... while stage 13 of the compared runs keeps it
+    proc = run_recipe(recipe, "--small", "true", "--system", "supervised", "--seeds", "1 2",
+                      "--stage", "13", "--stop_stage", "13", timeout=300)
+    assert proc.returncode == 0, output(proc)[-4000:]
+    results = (recipe / "RESULTS_small.md").read_text()
+    assert "| supervised | 2 |" in results
+    assert "![wer_by_system](RESULTS_small_figures/wer_by_system.png)" in results
+
 
 # A test double of scripts/hubert_ptft.sh: records its arguments, fakes the PT half (a wall time of
 # 5 s) and fine-tunes a stock ESPnet model with espnet2.bin.asr_train, as the real script's FT half.
