@@ -114,7 +114,7 @@ STAGE_LOGS = {
     "5": ["logs/stage5_tokens.log"],
     "10": ["asr_stats_*/logdir/stats.*.log", "logs/stage10_aggregate.log"],
     "11": ["asr_*_*/train.log"],
-    "12": ["logs/stage12_export.log", "decode_jobs/*/decode.*.log"],
+    "12": ["logs/stage12_export.log", "decode_jobs/*/*/decode.*.log"],
     "13": ["asr_*/*/*/score.log"],
     "14": ["asr_*/pack.log"],
     "15": ["asr_*/hf_upload.log"],

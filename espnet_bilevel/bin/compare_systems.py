@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compare trained systems: one markdown table (WER/CER, wall time, parameters) and PNG plots.
+"""Compare trained systems: one markdown table (WER/CER, wall and CPU time, parameters) and PNG plots.
 
 Usage (bilevel_asr.sh stage 16):
   python -m espnet_bilevel.bin.compare_systems \\
@@ -17,10 +17,12 @@ Usage (bilevel_asr.sh stage 16):
 Reads, per system exp dir E:
   E/<decode_dir>/<set>/scoring/result.json   WER/CER (stage 13)
   E/train_wall_seconds                     training wall time measured by the recipe (stage 11)
+  E/train_cpu_seconds (optional)           its CPU time (user + system); the table gets a CPU column
+                                           when any run has one
   E/export/model.pth (else E/<N>epoch.pth) parameter count
   E/checkpoint.pth (reporter) or E/train.log   per-epoch validation cer_ctc and epoch times
   E/steps/epoch*.jsonl                     per-step losses and gamma (BL-JUST plot)
-``--pre_exp NAME=DIR`` adds a preceding run (the PT half of PT+FT): its wall time is added and its
+``--pre_exp NAME=DIR`` adds a preceding run (the PT half of PT+FT): its wall and CPU times are added and its
 epochs come first on the time axis.
 
 With one dir per system the table has one row of numbers per system. As soon as one system has
@@ -28,8 +30,9 @@ several dirs (runs with different seeds), every cell is ``mean ± std`` over tha
 (sample standard deviation, n - 1 in the denominator; a "runs" column gives n; a value missing in
 any run makes the cell "-"), and the plot shows the per-epoch mean with error bars (one standard
 deviation of time and CER; epochs that not every run has are dropped). A row of compare.json then
-holds n, the means (wall_seconds, scores, curve = [time, CER, time std, CER std] per epoch), their
-standard deviations (wall_seconds_std, scores_std) and the single-run rows under "runs". Exp dir
+holds n, the means (wall_seconds, cpu_seconds, scores, curve = [time, CER, time std, CER std] per
+epoch), their standard deviations (wall_seconds_std, cpu_seconds_std, scores_std) and the single-run
+rows under "runs". Exp dir
 paths must not contain commas.
 
 Writes <out_dir>/compare.md, compare.json, wer_by_system.png (bars per set, error bars = std over
@@ -90,8 +93,9 @@ def read_scores(exp: Path, decode_dir: str, sets: List[str]) -> Dict[str, Dict[s
     return out
 
 
-def read_wall(exp: Path) -> Optional[float]:
-    p = exp / "train_wall_seconds"
+def read_wall(exp: Path, name: str = "train_wall_seconds") -> Optional[float]:
+    """The number in exp/<name> (train_wall_seconds or train_cpu_seconds), None if absent or bad."""
+    p = exp / name
     if p.is_file():
         try:
             return float(p.read_text().split()[0])
@@ -176,16 +180,27 @@ def _fmt_params(n: Optional[int]) -> str:
     return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n / 1e3:.1f} k"
 
 
+CPU_NOTE = ("CPU time = user + system seconds of the training processes: unlike wall time it "
+            "hardly grows when other jobs share the cores.")
+
+
+def _has_cpu(rows: List[dict]) -> bool:
+    return any(r.get("cpu_seconds") is not None for r in rows)
+
+
 def markdown(rows: List[dict], sets: List[str]) -> str:
-    head = ["system", "params", "train wall time (s)"]
+    cpu = _has_cpu(rows)
+    head = ["system", "params", "train wall time (s)"] + (["train CPU time (s)"] if cpu else [])
     for s in sets:
         head += [f"{s} WER (%)", f"{s} CER (%)"]
     lines = ["## Comparison of systems", "",
              "Same data, model and decoding for every system; WER/CER in %, wall time of stage 11 "
-             "(for ptft: pre-training + fine-tuning).", "",
+             "(for ptft: pre-training + fine-tuning)." + (" " + CPU_NOTE if cpu else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["system"], _fmt_params(r["params"]), _fmt(r["wall_seconds"], 0)]
+        if cpu:
+            cells.append(_fmt(r.get("cpu_seconds"), 0))
         for s in sets:
             cells += [_fmt(r["scores"][s]["wer"]), _fmt(r["scores"][s]["cer"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -200,17 +215,20 @@ def fmt_mean_std(mean, std, digits=1) -> str:
 
 def markdown_runs(rows: List[dict], sets: List[str]) -> str:
     """The table for several runs per system: mean ± sample std over the runs."""
-    head = ["system", "runs", "params", "train wall time (s)"]
+    cpu = _has_cpu(rows)
+    head = ["system", "runs", "params", "train wall time (s)"] + (["train CPU time (s)"] if cpu else [])
     for s in sets:
         head += [f"{s} WER (%)", f"{s} CER (%)"]
     lines = ["## Comparison of systems", "",
              "Same data, model and decoding for every system; WER/CER in %, wall time of stage 11 "
              "(for the PT+FT systems: pre-training + fine-tuning). Each cell is mean ± sample standard deviation "
-             "over the system's runs (seeds); n = runs.", "",
+             "over the system's runs (seeds); n = runs." + (" " + CPU_NOTE if cpu else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["system"], str(r["n"]), _fmt_params(r["params"]),
                  fmt_mean_std(r["wall_seconds"], r["wall_seconds_std"], 0)]
+        if cpu:
+            cells.append(fmt_mean_std(r.get("cpu_seconds"), r.get("cpu_seconds_std"), 0))
         for s in sets:
             for m in ("wer", "cer"):
                 cells.append(fmt_mean_std(r["scores"][s][m], r["scores_std"][s][m]))
@@ -350,14 +368,17 @@ def plot_bljust(steps: List[dict], out: Path) -> None:
 
 
 def read_run(exp: Path, pre: Optional[Path], decode_dir: str, sets: List[str]) -> dict:
-    """One run of a system: wall time (+ the preceding run's), scores, params and CER curve."""
+    """One run of a system: wall and CPU time (+ the preceding run's), scores, params and CER curve."""
     if not exp.is_dir():
         raise CompareError(f"{exp}: experiment dir not found")
     wall = read_wall(exp)
+    cpu = read_wall(exp, "train_cpu_seconds")
     offset = 0.0
     if pre is not None:
         pre_wall = read_wall(pre)
         wall = None if wall is None or pre_wall is None else wall + pre_wall
+        pre_cpu = read_wall(pre, "train_cpu_seconds")
+        cpu = None if cpu is None or pre_cpu is None else cpu + pre_cpu
         for e in read_epochs(pre):
             offset += e["seconds"]
     points: List[Tuple[float, float]] = []
@@ -365,13 +386,14 @@ def read_run(exp: Path, pre: Optional[Path], decode_dir: str, sets: List[str]) -
     for e in read_epochs(exp):
         t += e["seconds"]
         points.append((t, e["cer_ctc"]))
-    return {"exp": str(exp), "params": count_params(exp), "wall_seconds": wall,
+    return {"exp": str(exp), "params": count_params(exp), "wall_seconds": wall, "cpu_seconds": cpu,
             "scores": read_scores(exp, decode_dir, sets), "curve": points}
 
 
 def aggregate(name: str, runs: List[dict], sets: List[str]) -> dict:
     """The row of a system with several runs: mean and sample std of every number."""
     wall, wall_std = mean_std([r["wall_seconds"] for r in runs])
+    cpu, cpu_std = mean_std([r["cpu_seconds"] for r in runs])
     scores: Dict[str, Dict[str, Optional[float]]] = {}
     scores_std: Dict[str, Dict[str, Optional[float]]] = {}
     for s in sets:
@@ -379,7 +401,8 @@ def aggregate(name: str, runs: List[dict], sets: List[str]) -> dict:
         for m in ("wer", "cer"):
             scores[s][m], scores_std[s][m] = mean_std([r["scores"][s][m] for r in runs])
     return {"system": name, "exp": [r["exp"] for r in runs], "n": len(runs), "params": runs[0]["params"],
-            "wall_seconds": wall, "wall_seconds_std": wall_std, "scores": scores, "scores_std": scores_std,
+            "wall_seconds": wall, "wall_seconds_std": wall_std, "cpu_seconds": cpu, "cpu_seconds_std": cpu_std,
+            "scores": scores, "scores_std": scores_std,
             "curve": mean_curve([r["curve"] for r in runs]), "runs": runs}
 
 

@@ -18,13 +18,15 @@ DECODE = "decode_x"
 
 
 def fake_run(root: Path, name: str, wall: Optional[int], errs: Dict[str, Dict[str, float]],
-             epoch_cer=(0.5, 0.25), epoch_seconds=(3.0, 3.0)) -> Path:
+             epoch_cer=(0.5, 0.25), epoch_seconds=(3.0, 3.0), cpu: Optional[int] = None) -> Path:
     """An exp dir with result.json per set ({set: {"wer": x, "cer": y}}), wall time and epochs."""
     exp = root / name
     (exp / "export").mkdir(parents=True)
     torch.save({"encoder.w": torch.zeros(10, 10)}, exp / "export" / "model.pth")
     if wall is not None:
         (exp / "train_wall_seconds").write_text(f"{wall}\n")
+    if cpu is not None:
+        (exp / "train_cpu_seconds").write_text(f"{cpu}\n")
     for dset, metrics in errs.items():
         d = exp / DECODE / dset / "scoring"
         d.mkdir(parents=True)
@@ -122,9 +124,34 @@ def test_one_run_per_system_keeps_the_single_run_table(tmp_path):
     assert "| system | params | train wall time (s) |" in md and "±" not in md
     assert "| a | 0.1 k | 10 | 1.0 | 2.0 | 3.0 | 4.0 |" in md
     row = json.loads((out / "compare.json").read_text())[0]
-    assert list(row) == ["system", "exp", "params", "wall_seconds", "scores", "curve"]
+    assert list(row) == ["system", "exp", "params", "wall_seconds", "cpu_seconds", "scores", "curve"]
+    assert row["cpu_seconds"] is None and "CPU" not in md  # no run measured CPU time: no column
     assert compare_systems.wer_bars([row], ["dev", "test"]) == [
         {"label": "a", "wer": [1.0, 3.0], "err": [0.0, 0.0], "runs": [[], []]}]
+
+
+def test_cpu_time_column_adds_the_pt_half_and_marks_missing_runs(tmp_path):
+    res = {"dev": {"wer": 1.0, "cer": 2.0}, "test": {"wer": 3.0, "cer": 4.0}}
+    ft = [fake_run(tmp_path, f"ft{k}", 100, res, cpu=80 + 10 * k) for k in (1, 2)]
+    pt = [fake_run(tmp_path, f"pt{k}", 50, {}, epoch_cer=(math.nan,), epoch_seconds=(1.0,), cpu=40)
+          for k in (1, 2)]
+    old = [fake_run(tmp_path, f"old{k}", 60, res, cpu=None if k == 2 else 55) for k in (1, 2)]
+    rc, out = compare(tmp_path, "--system", "ptft=" + ",".join(map(str, ft)),
+                      "--pre_exp", "ptft=" + ",".join(map(str, pt)), "--system", "old=" + ",".join(map(str, old)))
+    assert rc == 0
+    md = (out / "compare.md").read_text()
+    assert "| system | runs | params | train wall time (s) | train CPU time (s) | dev WER (%) |" in md
+    # PT + FT CPU seconds: 130 and 140 -> 135 ± 7; a run without train_cpu_seconds makes the cell "-"
+    assert "| ptft | 2 | 0.1 k | 150 ± 0 | 135 ± 7 | 1.0 ± 0.0 |" in md
+    assert "| old | 2 | 0.1 k | 60 ± 0 | - | 1.0 ± 0.0 |" in md
+    assert "CPU time = user + system seconds" in md
+    rows = json.loads((out / "compare.json").read_text())
+    assert [r["cpu_seconds"] for r in rows[0]["runs"]] == [130.0, 140.0]
+    assert rows[0]["cpu_seconds_std"] == pytest.approx(math.sqrt(50.0))
+    # one run per system: the single-run table has the column too
+    rc, out = compare(tmp_path, "--system", f"a={ft[0]}", "--pre_exp", f"a={pt[0]}")
+    assert rc == 0
+    assert "| a | 0.1 k | 150 | 130 | 1.0 | 2.0 | 3.0 | 4.0 |" in (out / "compare.md").read_text()
 
 
 def test_argument_errors(tmp_path, capsys):

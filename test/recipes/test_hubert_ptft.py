@@ -71,7 +71,10 @@ def test_end_to_end_tiny(tiny_corpus, tiny_stats, tmp_path):
         assert (pt / f).exists(), f
     for f in (pt / "train_wall_seconds", ft / "train_wall_seconds", pt / "labels_wall_seconds"):
         assert 0 <= seconds_file(f) < elapsed + 1
+    for f in (pt / "train_cpu_seconds", ft / "train_cpu_seconds"):  # CPU: > 0, at most 2 busy cores
+        assert 0 < seconds_file(f) < 2 * elapsed + 1
     assert not list(tmp_path.rglob("*.tmp")) and not (pt / ".train_wall_partial").exists()
+    assert not (pt / ".train_cpu_partial_ms").exists()
     assert (ft / "valid.cer_ctc.ave.pth").resolve().name == "valid.cer_ctc.ave_2best.pth"
     assert "Averaging 2best models" in (ft / "logs/average_checkpoints.log").read_text()
 

@@ -101,15 +101,17 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
         assert (e / ".train.done").is_file() and decoded(e)
         assert "--seeds" in (e / "run.sh").read_text()
         walls.append(int((e / "train_wall_seconds").read_text()))
+        # one single-threaded training process: its CPU time is about its wall time, never far above
+        assert 0 < int((e / "train_cpu_seconds").read_text()) <= 1.5 * walls[-1] + 2
         assert zipfile.ZipFile(e / f"asr_supervised_raw_char_seed{k}_valid.cer_ctc.ave.zip").namelist()
         assert "seed: " + str(k) in (e / "RESULTS.md").read_text()
         assert (e / "hf_upload" / "README.md").is_file()
 
     cmp_dir = exp / "compare_raw_char"
     md = (cmp_dir / "compare.md").read_text()
-    assert ("| system | runs | params | train wall time (s) | dev WER (%) | dev CER (%) | test WER (%) "
-            "| test CER (%) |") in md
-    row_re = r"^\| supervised \| 2 \| [0-9.]+ k \| \d+ ± \d+ \|( [0-9.]+ ± [0-9.]+ \|){4}$"
+    assert ("| system | runs | params | train wall time (s) | train CPU time (s) | dev WER (%) | dev CER (%) "
+            "| test WER (%) | test CER (%) |") in md
+    row_re = r"^\| supervised \| 2 \| [0-9.]+ k \| \d+ ± \d+ \| \d+ ± \d+ \|( [0-9.]+ ± [0-9.]+ \|){4}$"
     assert re.search(row_re, md, flags=re.M), md
     row = json.loads((cmp_dir / "compare.json").read_text())[0]
     assert row["n"] == 2 and [r["wall_seconds"] for r in row["runs"]] == walls

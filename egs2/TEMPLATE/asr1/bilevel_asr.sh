@@ -222,7 +222,7 @@ rerun_hint="fix the problem and rerun with --stage 0 (finished stages are not re
 # on_error (ERR trap) and run_logged
 # shellcheck source=scripts/error_trap.sh
 . scripts/error_trap.sh
-# write_seconds, wall_time_{begin,failed,done} (train_wall_seconds of stage 11)
+# write_seconds, wall_time_{begin,failed,done}, cpu_time_done (train_{wall,cpu}_seconds of stage 11)
 # shellcheck source=scripts/wall_time.sh
 . scripts/wall_time.sh
 # run_pool (stage 11's parallel runs)
@@ -779,7 +779,8 @@ fi
 # ============================================================================ stage 11: training
 # reads:  dump/<feats_type>/<sets>, <asr_stats_dir>, token list, the system configs
 # writes: exp/asr_<run>_<tag>[_seed<k>]/ (ESPnet files, steps/*.jsonl, train.log, train_wall_seconds,
-#         .train.done); train_wall_seconds = one integer, the seconds of the training command
+#         train_cpu_seconds, .train.done); train_wall_seconds = one integer, the seconds of the training
+#         command; train_cpu_seconds = its CPU seconds (user + system; cmd_backend=local only)
 #         (plus those of failed earlier attempts, kept in .train_wall_partial until it succeeds)
 train_one() {
     # train_one <run>@<seed>  (run = a system or a PT run: pt, bestrq_pt, birq_pt; seed "" = the config's)
@@ -865,6 +866,8 @@ train_one() {
         tail -n 8 "${exp}/train.log" >&2 || true
         return 1
     fi
+    # CPU time only where the training processes are this shell's children (not under slurm)
+    [ "${cmd_backend}" != local ] || cpu_time_done "${exp}" "${exp}/train_cpu_seconds"
     write_seconds "${exp}/train_wall_seconds" "$(wall_time_done "${exp}")"
     touch "${exp}/.train.done"
     log "stage 11: ${run} finished in $(cat "${exp}/train_wall_seconds") s"
@@ -935,7 +938,7 @@ fi
 # reads:  exp/asr_<system>_<tag>/{config.yaml,<inference_asr_model>}, dump/<feats_type>/<test sets>
 #         (wav.scp as sound, or feats.scp as kaldi_ark)
 # writes: <exp>/export/{config.yaml,model.pth} (stock ESPnet model), <exp>/<inference_tag>/<set>/{text,token,
-#         token_int,score}, logs in exp/decode_jobs/<inference_tag>/
+#         token_int,score}, logs in exp/decode_jobs/<tag>/<inference_tag>/
 lm_decode_args=()
 if ${use_lm}; then
     lm_decode_args=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
@@ -954,7 +957,8 @@ if run_stage 12; then
         "${_exports[@]}" --model "${inference_asr_model}" --out_name export
     # one job file per parallel decoding process; each process decodes its key split of every
     # (system, test set) pair that is not finished yet
-    _jobdir=${expdir}/decode_jobs/${inference_tag}
+    # one dir per --asr_tag: two recipe runs with different tags may decode at the same time
+    _jobdir=${expdir}/decode_jobs/${asr_tag}/${inference_tag}
     rm -rf "${_jobdir}"; mkdir -p "${_jobdir}"
     _todo=()
     for _exp in "${item_exp[@]}"; do
@@ -1158,7 +1162,7 @@ if run_stage 15; then
 fi
 
 # ============================================================================ stage 16: compare systems
-# reads:  each system's RESULTS inputs (scoring/result.json), train_wall_seconds, export/model.pth,
+# reads:  each system's RESULTS inputs (scoring/result.json), train_{wall,cpu}_seconds, export/model.pth,
 #         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma);
 #         with --seeds every seed's exp dir (the table shows mean ± std over the seeds)
 # writes: exp/compare_<tag>/{compare.md,compare.json,compared_runs,wer_by_system.png,dev_cer_vs_wall_time.png,

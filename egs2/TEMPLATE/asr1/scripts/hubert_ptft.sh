@@ -114,7 +114,8 @@ rerun_hint="fix the problem and rerun the same command (finished steps are not r
 # shellcheck source-path=SCRIPTDIR source=wall_time.sh
 . "$(dirname "${BASH_SOURCE[0]}")/wall_time.sh"
 
-# timed_train <exp> <log> <command...>: run_logged with wall-time bookkeeping; sets TRAIN_SECONDS
+# timed_train <exp> <log> <command...>: run_logged with wall-time bookkeeping; sets TRAIN_SECONDS and
+# writes <exp>/train_cpu_seconds
 # (a failed attempt's time is added when a rerun finishes, see wall_time.sh)
 timed_train() {
     local exp=$1 logfile=$2 rc=0
@@ -128,6 +129,7 @@ timed_train() {
         return "${rc}"
     fi
     current_log=""
+    cpu_time_done "${exp}" "${exp}/train_cpu_seconds"  # before wall_time_done (see wall_time.sh)
     TRAIN_SECONDS=$(wall_time_done "${exp}")
 }
 
