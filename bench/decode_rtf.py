@@ -36,7 +36,10 @@ utterance. Its "greedy" (beam 1 with the CTC prefix scorer) is a prefix search, 
 token, not the best path. And a padded batch changes the encoder output of the shorter utterances:
 the conv2d subsampling derives their lengths from the padded mask (1-2 frames more than alone),
 and the conformer convolution module does not mask padding. So the script prints how many
-hypotheses of ctc_bs1 and of batched are identical to s2t_greedy's, and batched to ctc_bs1's.
+hypotheses of ctc_bs1 and of batched are identical to s2t_greedy's, and batched to ctc_bs1's,
+and, when the data dir has a ``text`` file, every mode's WER and CER on it (our scorer,
+``espnet_bilevel.data.scoring``; CER counts spaces, as stage 13): how much accuracy the prefix
+search with one beam costs against the best path.
 """
 import argparse
 import os
@@ -203,6 +206,20 @@ def main():
     if "ctc_bs1" in hyps and "batched" in hyps:
         same = sum(x == y for x, y in zip(hyps["batched"], hyps["ctc_bs1"]))
         print(f"agreement batched vs ctc_bs1: {same}/{len(utts)} identical token sequences")
+    if (data_dir / "text").is_file():
+        from espnet_bilevel.data.scoring import read_text, score_texts
+
+        refs = read_text(data_dir / "text", allow_empty=False)
+        s2t_any = next(iter(s2t.values()))  # token list and tokenizer, the same in every Speech2Text
+        print()
+        print(f"| mode | WER (%) | CER (%) |  ({data_dir / 'text'})")
+        print("|---|---|---|")
+        for m in a.modes:
+            texts = {key: s2t_any.tokenizer.tokens2text(s2t_any.converter.ids2tokens(h))
+                     for (key, _), h in zip(utts, hyps[m])}
+            w = score_texts(refs, texts, "word").percentages()["err"]
+            c = score_texts(refs, texts, "char").percentages()["err"]
+            print(f"| {m} | {w:.1f} | {c:.1f} |")
     print(f"wall {time.perf_counter() - t_start:.1f} s")
 
 
