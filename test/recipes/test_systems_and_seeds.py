@@ -120,6 +120,7 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     assert (cmp_dir / "dev_cer_vs_wall_time.png").read_bytes()[:4] == b"\x89PNG"
     results = (recipe / "RESULTS_small.md").read_text()
     assert "| supervised | 2 |" in results
+    assert "run.sh --small true --system supervised --seeds '1 2' --stage 11" in results  # copy-pastable
     assert "## supervised: asr_supervised_raw_char_seed1" in results
     assert "## supervised: asr_supervised_raw_char_seed2" in results
     # the plots are copied next to the results file and embedded

@@ -228,6 +228,9 @@ rerun_hint="fix the problem and rerun with --stage 0 (finished stages are not re
 # run_pool (stage 11's parallel runs)
 # shellcheck source=scripts/job_pool.sh
 . scripts/job_pool.sh
+# quote_args (the command line of this run, as RESULTS.md shows it)
+# shellcheck source=scripts/shell_quote.sh
+. scripts/shell_quote.sh
 # publish_figures, figure_links (plots next to the recipe-level results file)
 # shellcheck source=scripts/results_figures.sh
 . scripts/results_figures.sh
@@ -428,7 +431,7 @@ for _s in "${systems[@]}"; do
 done
 
 # the command line that made this run (run.sh sets BILEVEL_RUN_CMD to its own)
-run_cmd_line=${BILEVEL_RUN_CMD:-$0 ${ORIGINAL_ARGS[*]}}
+run_cmd_line=${BILEVEL_RUN_CMD:-$0$(quote_args "${ORIGINAL_ARGS[@]}")}
 log "$0 ${ORIGINAL_ARGS[*]}"
 log "systems: ${systems[*]}${seeds:+ (seeds: ${seeds})}; train_set=${train_set} unlab=${train_unlab_set:-none} valid=${valid_set} test=${test_sets:-none}"
 
@@ -1095,7 +1098,7 @@ if run_stage 13; then
         log "stage 13: ${_exp}/RESULTS.md"
     done
     write_recipe_results
-    log "stage 13: ./${results_file}"
+    log "stage 13: ${results_file}"
 fi
 
 # ============================================================================ stage 14: packing

@@ -35,7 +35,10 @@ while [ $# -gt 0 ]; do
 done
 train_set=train_clean_100
 [ -n "${labeled_subset_hours}" ] && train_set=train_clean_100_${labeled_subset_hours}h
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/librispeech/asr1/run.sh${orig_args[*]:+ ${orig_args[*]}}}"
+# the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
+# shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
+. scripts/shell_quote.sh
+export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/librispeech/asr1/run.sh$(quote_args "${orig_args[@]}")}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--librispeech ${librispeech}${labeled_subset_hours:+ --labeled_subset_hours ${labeled_subset_hours}} ${local_extra}" \

@@ -27,7 +27,10 @@ while [ $# -gt 0 ]; do
         *) args+=("$1"); shift ;;
     esac
 done
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_an4/asr1/run.sh${orig_args[*]:+ ${orig_args[*]}}}"
+# the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
+# shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
+. scripts/shell_quote.sh
+export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_an4/asr1/run.sh$(quote_args "${orig_args[@]}")}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--an4_root ${an4_root}" \

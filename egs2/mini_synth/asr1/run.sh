@@ -34,7 +34,10 @@ case ${small} in
     false) scale=mini; suffix=; train_jobs=2 ;;
     *) echo "run.sh: --small must be true or false, got '${small}'" >&2; exit 2 ;;
 esac
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh${orig_args[*]:+ ${orig_args[*]}}}"
+# the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
+# shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
+. scripts/shell_quote.sh
+export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh$(quote_args "${orig_args[@]}")}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--small ${small}" \

@@ -39,7 +39,10 @@ done
 split_opts=
 [ -n "${n_labeled_hours}" ] && split_opts="--n_labeled_hours ${n_labeled_hours}"
 [ -n "${labeled_fraction}" ] && split_opts="--labeled_fraction ${labeled_fraction}"
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/tedlium2/asr1/run.sh${orig_args[*]:+ ${orig_args[*]}}}"
+# the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
+# shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
+. scripts/shell_quote.sh
+export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/tedlium2/asr1/run.sh$(quote_args "${orig_args[@]}")}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--tedlium2 ${tedlium2} ${split_opts} ${local_extra}" \
