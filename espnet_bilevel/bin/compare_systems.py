@@ -195,7 +195,7 @@ def markdown(rows: List[dict], sets: List[str]) -> str:
         head += [f"{s} WER (%)", f"{s} CER (%)"]
     lines = ["## Comparison of systems", "",
              "Same data, model and decoding for every system; WER/CER in %, wall time of stage 11 "
-             "(for ptft: pre-training + fine-tuning)." + (" " + CPU_NOTE if cpu else ""), "",
+             "(for the PT+FT systems: pre-training + fine-tuning)." + (" " + CPU_NOTE if cpu else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["system"], _fmt_params(r["params"]), _fmt(r["wall_seconds"], 0)]
