@@ -29,7 +29,8 @@ def test_small_end_to_end(recipe_copy):
     assert "egs2/mini_synth/asr1/run.sh --small true" in results
     table = results[results.index("## Comparison of systems"):]
     for system in SYSTEMS:
-        row = re.search(rf"^\| {system} \| [0-9.]+ k \| \d+ \|( [0-9.]+ \|){{4}}$", table, flags=re.M)
+        # params, wall seconds, CPU seconds, dev/test WER/CER
+        row = re.search(rf"^\| {system} \| [0-9.]+ k \| \d+ \| \d+ \|( [0-9.]+ \|){{4}}$", table, flags=re.M)
         assert row, f"no comparison row for {system}:\n{table}"
         assert f"## {system}: asr_{system}_raw_char" in results
 
@@ -37,6 +38,7 @@ def test_small_end_to_end(recipe_copy):
     for system in SYSTEMS:
         e = exp / f"asr_{system}_raw_char"
         assert (e / ".train.done").is_file() and (e / "train_wall_seconds").is_file()
+        assert (e / "train_cpu_seconds").is_file()
         assert (e / "export" / "config.yaml").is_file() and (e / "export" / "model.pth").is_file()
         for dset in ("dev", "test"):
             ddir = e / "decode_decode_ctc_greedy_valid.cer_ctc.ave" / dset
