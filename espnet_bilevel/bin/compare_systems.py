@@ -36,8 +36,8 @@ rows under "runs". Exp dir
 paths must not contain commas.
 
 Writes <out_dir>/compare.md, compare.json, wer_by_system.png (bars per set, error bars = std over
-runs), dev_cer_vs_wall_time.png and (when a bljust system with steps/*.jsonl is given)
-bljust_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
+runs), dev_cer_vs_wall_time.png and, for each BL-JUST system with steps/*.jsonl (bljust, or
+<ssl>_bljust such as birq_bljust), <name>_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
 """
 from __future__ import annotations
 
@@ -93,8 +93,15 @@ def read_scores(exp: Path, decode_dir: str, sets: List[str]) -> Dict[str, Dict[s
     return out
 
 
-def read_wall(exp: Path, name: str = "train_wall_seconds") -> Optional[float]:
-    """The number in exp/<name> (train_wall_seconds or train_cpu_seconds), None if absent or bad."""
+def bilevel_systems(systems: Dict[str, list]) -> List[str]:
+    """The BL-JUST systems among the compared ones (bljust, and <ssl>_bljust such as birq_bljust):
+    each gets a plot of its f, g and gamma per step."""
+    return [n for n in systems if n == "bljust" or n.endswith("_bljust")]
+
+
+def read_seconds(exp: Path, name: str) -> Optional[float]:
+    """The number of seconds in exp/<name> (stage 11 writes train_wall_seconds and train_cpu_seconds),
+    None if the file is absent or holds no number."""
     p = exp / name
     if p.is_file():
         try:
@@ -371,13 +378,13 @@ def read_run(exp: Path, pre: Optional[Path], decode_dir: str, sets: List[str]) -
     """One run of a system: wall and CPU time (+ the preceding run's), scores, params and CER curve."""
     if not exp.is_dir():
         raise CompareError(f"{exp}: experiment dir not found")
-    wall = read_wall(exp)
-    cpu = read_wall(exp, "train_cpu_seconds")
+    wall = read_seconds(exp, "train_wall_seconds")
+    cpu = read_seconds(exp, "train_cpu_seconds")
     offset = 0.0
     if pre is not None:
-        pre_wall = read_wall(pre)
+        pre_wall = read_seconds(pre, "train_wall_seconds")
         wall = None if wall is None or pre_wall is None else wall + pre_wall
-        pre_cpu = read_wall(pre, "train_cpu_seconds")
+        pre_cpu = read_seconds(pre, "train_cpu_seconds")
         cpu = None if cpu is None or pre_cpu is None else cpu + pre_cpu
         for e in read_epochs(pre):
             offset += e["seconds"]
@@ -449,7 +456,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tmp.mkdir(parents=True)
     (tmp / "compare.md").write_text(table + "\n"
                                     + f"Plots: `{a.out_dir}/wer_by_system.png`, `{a.out_dir}/dev_cer_vs_wall_time.png`"
-                                    + ("" if "bljust" not in systems else f", `{a.out_dir}/bljust_losses.png`")
+                                    + "".join(f", `{a.out_dir}/{n}_losses.png`" for n in bilevel_systems(systems))
                                     + "\n", encoding="utf-8")
     (tmp / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     curves = {r["system"]: r["curve"] for r in rows}
@@ -458,13 +465,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
     plot_wer_by_system(rows, a.test_sets, tmp / "wer_by_system.png")
-    if "bljust" in systems:
-        bljust_exp = systems["bljust"][0]  # with several runs: the first one's steps
+    for name in bilevel_systems(systems):
+        bljust_exp = systems[name][0]  # with several runs: the first one's steps
         steps = read_steps(bljust_exp)
         if steps:
-            plot_bljust(steps, tmp / "bljust_losses.png")
+            plot_bljust(steps, tmp / f"{name}_losses.png")
         else:
-            print(f"WARNING: {bljust_exp}/steps/*.jsonl not found; no bljust_losses.png", file=sys.stderr)
+            print(f"WARNING: {bljust_exp}/steps/*.jsonl not found; no {name}_losses.png", file=sys.stderr)
     if a.out_dir.exists():
         import shutil
 

@@ -32,6 +32,8 @@ SYSTEM_TEXT = {
                    "(PT+FT reference)",
     "just": "JUST: joint training on a weighted sum of the supervised and self-supervised losses",
     "bljust": "BL-JUST: bilevel joint unsupervised and supervised training (penalty-based, rising gamma)",
+    "birq_just": "JUST with the BiRQ self-supervised loss: joint training on a weighted sum of CTC and BiRQ",
+    "birq_bljust": "BL-JUST with the BiRQ lower level: bilevel joint training, BiRQ below and CTC above",
 }
 
 
@@ -135,7 +137,7 @@ def build_card(exp: Path, system: str, repo: str = "", pack: Optional[Path] = No
         pt_conf = yaml.safe_load((pt_exp / "config.yaml").read_text(encoding="utf-8")) or {}
         how = f"solver `{pt_conf['solver']}`" if "solver" in pt_conf else "stock ESPnet task"
         out.append(f"- pre-training run: `{pt_exp}` ({how}, {pt_conf.get('max_epoch')} epochs)")
-    if system in ("bljust", "just"):
+    if system in ("bljust", "just", "birq_bljust", "birq_just"):
         out += ["", "## Penalty / weight schedule (gamma)", ""]
         g = gamma_summary(exp, conf)
         out += g if g else ["- no per-step log (steps/*.jsonl) found"]

@@ -59,7 +59,7 @@ def test_small_fbank_bljust_stages_1_to_13(recipe_copy):
     for dset in ("dev", "test"):
         assert len((ddir / dset / "text").read_text().splitlines()) == 6
     jobs = (d / "exp_small" / "decode_jobs" / "fbank_char" / "decode_decode_ctc_greedy_valid.cer_ctc.ave"
-            / "jobs.1.tsv").read_text()
+            / "bljust" / "jobs.1.tsv").read_text()
     assert "dump_small/fbank/test/feats.scp" in jobs and jobs.rstrip().endswith("kaldi_ark")
 
     results = (d / "RESULTS_small.md").read_text()

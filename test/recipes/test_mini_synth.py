@@ -132,5 +132,5 @@ def test_lm_stages_and_lm_decoding(recipe_copy):
     assert proc.returncode == 0, output(proc)[-3000:]
     ddir = d / "exp_small/asr_supervised_raw_char/decode_decode_ctc_greedy_valid.cer_ctc.ave_lm/test"
     assert len((ddir / "text").read_text().splitlines()) == 6
-    log = next((d / "exp_small/decode_jobs").glob("*/*_lm/decode.1.log")).read_text()
+    log = next((d / "exp_small/decode_jobs").glob("*/*_lm/supervised/decode.1.log")).read_text()
     assert "--lm_file" in log and "--lm_weight 0.3" in log

@@ -1,6 +1,8 @@
 """The template's named PT+FT systems and multiple seeds, on the embedded recipe (small setting).
 
 * bestrq_ptft and birq_ptft: PT with their own configs, then FT from the PT encoder; decoded and scored.
+* birq_just and birq_bljust: the joint systems with the BiRQ loss (their own configs), compared with
+  a loss plot for the BL-JUST one.
 * --seeds "1 2": one run per seed (exp dirs ..._seed<k>) and a stage-16 table of mean ± std.
 * hubert_ptft: stage 11 calls scripts/hubert_ptft.sh with the agreed arguments. The tests use a test
   double of that script (a stock espnet2.bin.asr_train run, no HuBERT) in a private scripts/ dir, so
@@ -87,6 +89,30 @@ def test_bestrq_and_birq_ptft_train_and_decode(recipe):
 
 
 @pytest.mark.slow
+def test_birq_just_and_birq_bljust_train_with_the_birq_loss_and_are_compared(recipe):
+    proc = run_recipe(recipe, "--small", "true", "--system", "supervised birq_just birq_bljust",
+                      "--stage", "11", timeout=900)
+    assert proc.returncode == 0, output(proc)[-4000:]
+    exp = recipe / "exp_small"
+    for system, solver, conf in (("birq_just", "weighted_sum", "weighted_sum_birq"),
+                                 ("birq_bljust", "bljust", "bljust_birq")):
+        e = exp / f"asr_{system}_raw_char"
+        cfg = yaml.safe_load((e / "config.yaml").read_text())
+        assert cfg["solver"] == solver and cfg["ssl_loss"] == "birq"
+        assert cfg["ssl_loss_conf"]["anchor_weight"] == 2.4  # the BiRQ block of conf/tiny/<conf>.yaml
+        assert f"conf/tiny/{conf}.yaml" in proc.stderr
+        assert decoded(e) and (e / ".train.done").is_file()
+        card = (e / "hf_upload" / "README.md").read_text()
+        assert "BiRQ" in card and "Penalty / weight schedule" in card
+    # the comparison plots the losses of the BiRQ BL-JUST system like those of bljust
+    assert (exp / "compare_raw_char" / "birq_bljust_losses.png").stat().st_size > 1000
+    assert not (exp / "compare_raw_char" / "bljust_losses.png").exists()
+    results = (recipe / "RESULTS_small.md").read_text()
+    assert "![birq_bljust_losses](RESULTS_small_figures/birq_bljust_losses.png)" in results
+    assert re.search(r"^\| birq_bljust \|", results, re.M) and re.search(r"^\| birq_just \|", results, re.M)
+
+
+@pytest.mark.slow
 def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     proc = run_recipe(recipe, "--small", "true", "--system", "supervised", "--seeds", "1 2",
                       "--stage", "11", timeout=600)
@@ -94,6 +120,9 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     assert "finished stages 11-10000" in proc.stderr
     exp = recipe / "exp_small"
     assert not (exp / "asr_supervised_raw_char").exists()
+    # stage 12's job files are per set of runs (another run.sh may decode other systems or seeds meanwhile)
+    jobs = (exp / "decode_jobs" / "raw_char" / DECODE / "supervised_seeds_1_2" / "jobs.1.tsv").read_text()
+    assert "asr_supervised_raw_char_seed1/" in jobs and "asr_supervised_raw_char_seed2/" in jobs
     walls = []
     for k in (1, 2):
         e = exp / f"asr_supervised_raw_char_seed{k}"
@@ -227,7 +256,7 @@ def test_hubert_ptft_interface_and_stock_exp_dir_through_stage_16(recipe):
 
 def test_system_and_seed_option_errors(recipe_copy):
     d = recipe_copy("mini_synth")
-    known = "use all or any of: supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust"
+    known = "use all or any of: supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust birq_just birq_bljust"
     for opts, message in (
         (("--system", "bestrq_ptft hubert"), f"--system: unknown system 'hubert' ({known})"),
         (("--system", "birq_ptft birq_ptft"), "--system names a system twice"),
@@ -256,8 +285,9 @@ def test_help_lists_the_systems_and_the_recipe_configs():
     proc = run_recipe(EGS2 / "mini_synth" / "asr1", "--help", timeout=60)
     assert proc.returncode == 0, output(proc)
     out = proc.stdout
-    assert "supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust" in out
+    assert "supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust birq_just birq_bljust" in out
     assert re.search(r"--seeds .*mean ± std.*\[\]", out)
     for name, conf in (("bestrq_pt_config", "pretrain_bestrq"), ("birq_pt_config", "pretrain_birq"),
-                       ("hubert_pt_config", "hubert_pretrain"), ("hubert_ft_config", "hubert_finetune")):
+                       ("hubert_pt_config", "hubert_pretrain"), ("hubert_ft_config", "hubert_finetune"),
+                       ("birq_just_config", "weighted_sum_birq"), ("birq_bljust_config", "bljust_birq")):
         assert re.search(rf"--{name} .*\(now: conf/mini/{conf}\.yaml\)", out), name

@@ -44,6 +44,8 @@
 #               run by scripts/hubert_ptft.sh (raw audio only; not part of "all")
 #   just        JUST: weighted sum of CTC + SSL losses   exp/asr_just_<tag>
 #   bljust      BL-JUST: penalty-based bilevel training exp/asr_bljust_<tag>
+#   birq_just   just with the BiRQ loss                 exp/asr_birq_just_<tag> (--birq_just_config)
+#   birq_bljust bljust with the BiRQ lower level        exp/asr_birq_bljust_<tag> (--birq_bljust_config)
 # With --seeds "1 2 3" every system is trained once per seed (exp dirs get _seed<k>) and stage 16
 # reports mean ± std over the seeds.
 #
@@ -105,7 +107,7 @@ OPTION_SPEC=(
     "valid_set||validation set (required)"
     "test_sets||sets to decode, space-separated (required for stages 12-16)"
     "train_unlab_set||unlabeled training set (needed by every system but supervised)"
-    "system|all|systems to train/decode: all (= supervised ptft just bljust) or any of: supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust"
+    "system|all|systems to train/decode: all (= supervised ptft just bljust) or any of: supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust birq_just birq_bljust"
     "seeds||train every system once per seed, e.g. \"1 2 3\" (--seed <k>, exp dirs <exp>_seed<k>; stage 16 reports mean ± std); empty: one run with the config's seed"
     "asr_config||training config when --system names ONE system (PT+FT systems: the FT config)"
     "supervised_config|conf/supervised.yaml|config of the supervised system"
@@ -117,11 +119,13 @@ OPTION_SPEC=(
     "hubert_ft_config|conf/hubert_finetune.yaml|stock ESPnet ASR fine-tuning config of hubert_ptft (scripts/hubert_ptft.sh)"
     "just_config|conf/weighted_sum.yaml|config of the JUST system (solver weighted_sum)"
     "bljust_config|conf/bljust.yaml|config of the BL-JUST system (solver bljust)"
+    "birq_just_config|conf/weighted_sum_birq.yaml|config of birq_just (solver weighted_sum, BiRQ loss)"
+    "birq_bljust_config|conf/bljust_birq.yaml|config of birq_bljust (solver bljust, BiRQ lower level)"
     "asr_tag||experiment tag: exp/asr_<system>_<tag> (default: <feats_type>_<token>[_sp])"
     "asr_exp||experiment dir when --system names one system (default: <expdir>/asr_<system>_<tag>)"
     "asr_stats_dir||statistics dir (default: <expdir>/asr_stats_<feats_type>_<token>[_sp])"
     "asr_args||extra options for every training run, e.g. \"--max_epoch 3\""
-    "solver_args||extra options for the bilevel systems (just, bljust), e.g. \"--solver_conf finetune_epochs=2\""
+    "solver_args||extra options for the joint systems (just, bljust, birq_just, birq_bljust), e.g. \"--solver_conf finetune_epochs=2\""
     "pt_args||extra options for the PT runs of ptft, bestrq_ptft and birq_ptft"
     "pt_model|valid.loss_ssl.best.pth|PT checkpoint that initializes the FT encoder (ptft, bestrq_ptft, birq_ptft)"
     "pretrained_model||--init_param for every trained system (e.g. exp/x/model.pth:encoder:encoder)"
@@ -269,7 +273,7 @@ esac
 
 # systems: "all" is the four core systems; the other PT+FT variants are selected by name
 CORE_SYSTEMS="supervised ptft just bljust"
-KNOWN_SYSTEMS="supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust"
+KNOWN_SYSTEMS="supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust birq_just birq_bljust"
 # PT+FT systems: <system>|<its PT run>|<option holding the PT config>|<option holding the FT config>.
 # ptft, bestrq_ptft and birq_ptft are two training runs of stage 11 (PT with solver pretrain, then
 # FT from the PT encoder); hubert_ptft runs both halves in scripts/hubert_ptft.sh.
@@ -280,7 +284,8 @@ PTFT_SPEC=(
     "hubert_ptft|hubert_pt|hubert_pt_config|hubert_ft_config"
 )
 declare -A pt_run_of=() system_of_run=() config_opt_of=(
-    [supervised]=supervised_config [just]=just_config [bljust]=bljust_config)
+    [supervised]=supervised_config [just]=just_config [bljust]=bljust_config
+    [birq_just]=birq_just_config [birq_bljust]=birq_bljust_config)
 for _spec in "${PTFT_SPEC[@]}"; do
     IFS='|' read -r _s _pt _ptc _ftc <<< "${_spec}"
     pt_run_of[${_s}]=${_pt}; system_of_run[${_pt}]=${_s}
@@ -378,8 +383,8 @@ is_pt_run() { [ -n "${system_of_run[$1]:-}" ]; }
 solver_of() {
     case $1 in
         supervised) echo supervised ;;
-        just) echo weighted_sum ;;
-        bljust) echo bljust ;;
+        just|birq_just) echo weighted_sum ;;
+        bljust|birq_bljust) echo bljust ;;
         *) if is_pt_run "$1"; then echo pretrain; else echo supervised; fi ;;  # PT / FT halves
     esac
 }
@@ -840,7 +845,7 @@ train_one() {
     # shellcheck disable=SC2206  # these options are lists of words
     extra=(${asr_args})
     # shellcheck disable=SC2206
-    case ${run} in just|bljust) extra+=(${solver_args}) ;; esac
+    case ${run} in just|bljust|birq_just|birq_bljust) extra+=(${solver_args}) ;; esac
     # shellcheck disable=SC2206
     if is_pt_run "${run}"; then extra+=(${pt_args}); fi
     [ -z "${seed}" ] || extra+=(--seed "${seed}")
@@ -941,7 +946,7 @@ fi
 # reads:  exp/asr_<system>_<tag>/{config.yaml,<inference_asr_model>}, dump/<feats_type>/<test sets>
 #         (wav.scp as sound, or feats.scp as kaldi_ark)
 # writes: <exp>/export/{config.yaml,model.pth} (stock ESPnet model), <exp>/<inference_tag>/<set>/{text,token,
-#         token_int,score}, logs in exp/decode_jobs/<tag>/<inference_tag>/
+#         token_int,score}, logs in exp/decode_jobs/<tag>/<inference_tag>/<systems>[_seeds_<seeds>]/
 lm_decode_args=()
 if ${use_lm}; then
     lm_decode_args=(--lm_train_config "${lm_exp}/config.yaml" --lm_file "${lm_exp}/${inference_lm}")
@@ -953,16 +958,17 @@ if run_stage 12; then
     done
     if ${use_lm}; then require_file "${lm_exp}/${inference_lm}" "stage 7 (LM training)"; fi
     for _set in "${test_set_list[@]}"; do require_file "${data_feats}/${_set}/${speech_file}" "stages 3-4 (format, filter)"; done
+    # one job dir per --asr_tag and set of runs (systems, seeds): two recipe runs that decode other
+    # systems or seeds at the same time do not touch each other's job files and logs
+    _jobdir=${expdir}/decode_jobs/${asr_tag}/${inference_tag}/$(IFS=_; echo "${systems[*]}")${seeds:+_seeds_$(IFS=_; echo "${seed_list[*]}")}
+    rm -rf "${_jobdir}"; mkdir -p "${_jobdir}"
     _exports=()
     for _exp in "${item_exp[@]}"; do _exports+=(--exp "${_exp}"); done
     log "stage 12: exporting ${systems[*]}${seeds:+ (seeds: ${seeds})} as stock ESPnet models (${inference_asr_model})"
-    run_logged "${logdir}/stage12_export.log" "${python}" -m espnet_bilevel.bin.export_many \
+    run_logged "${_jobdir}/export.log" "${python}" -m espnet_bilevel.bin.export_many \
         "${_exports[@]}" --model "${inference_asr_model}" --out_name export
     # one job file per parallel decoding process; each process decodes its key split of every
     # (system, test set) pair that is not finished yet
-    # one dir per --asr_tag: two recipe runs with different tags may decode at the same time
-    _jobdir=${expdir}/decode_jobs/${asr_tag}/${inference_tag}
-    rm -rf "${_jobdir}"; mkdir -p "${_jobdir}"
     _todo=()
     for _exp in "${item_exp[@]}"; do
         for _set in "${test_set_list[@]}"; do
@@ -1017,10 +1023,8 @@ fi
 compare_dir=${expdir}/compare_${asr_tag}
 compared_runs() {
     # the runs that stage 16 compares for the current --system/--seeds, one "<system> <exp>" line each
-    local _s _k
-    for _s in "${systems[@]}"; do
-        for _k in "${seed_list[@]}"; do echo "${_s} $(exp_of "${_s}" "${_k}")"; done
-    done
+    local i
+    for i in "${!item_exp[@]}"; do echo "${item_system[i]} ${item_exp[i]}"; done
 }
 compare_is_current() {
     # true if exp/compare_<tag> compares exactly the current runs and none was rescored after it
@@ -1052,7 +1056,12 @@ write_recipe_results() {
         if ${with_compare}; then
             cat "${compare_dir}/compare.md"
             echo
-            figure_links "${out}" wer_by_system dev_cer_vs_wall_time bljust_losses
+            # compare_systems plots the losses of each BL-JUST system (bljust, <ssl>_bljust)
+            local s loss_plots=()
+            for s in "${systems[@]}"; do
+                case ${s} in bljust|*_bljust) loss_plots+=("${s}_losses") ;; esac
+            done
+            figure_links "${out}" wer_by_system dev_cer_vs_wall_time "${loss_plots[@]}"
         fi
         local e
         for e in "${item_exp[@]}"; do
@@ -1169,24 +1178,26 @@ fi
 #         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma);
 #         with --seeds every seed's exp dir (the table shows mean ± std over the seeds)
 # writes: exp/compare_<tag>/{compare.md,compare.json,compared_runs,wer_by_system.png,dev_cer_vs_wall_time.png,
-#         bljust_losses.png}, ./<results_file> with the plots embedded from a copy in ./<results_file stem>_figures/
+#         <bljust system>_losses.png}, ./<results_file> with the plots embedded from a copy in ./<results_file stem>_figures/
 if run_stage 16; then
     if ${skip_compare}; then
         log "stage 16: --skip_compare true; skipped"
     else
         # one --system NAME=EXP[,EXP...] per system (one dir per seed); PT+FT systems name their PT
         # runs with --pre_exp so that the wall time is PT + FT
+        # (built from the same (system, seed) items as compared_runs, which stage 13 checks against)
+        declare -A _exps_of=() _pres_of=()
+        for _i in "${!item_exp[@]}"; do
+            _s=${item_system[_i]}
+            require_file "${item_exp[_i]}/RESULTS.md" "stage 13 (scoring)"
+            _exps_of[${_s}]+="${_exps_of[${_s}]:+,}${item_exp[_i]}"
+            [ -z "${pt_run_of[${_s}]:-}" ] \
+                || _pres_of[${_s}]+="${_pres_of[${_s}]:+,}$(exp_of "${pt_run_of[${_s}]}" "${item_seed[_i]}")"
+        done
         _cargs=()
         for _s in "${systems[@]}"; do
-            _exps=(); _pres=()
-            for _k in "${seed_list[@]}"; do
-                _exp=$(exp_of "${_s}" "${_k}")
-                require_file "${_exp}/RESULTS.md" "stage 13 (scoring)"
-                _exps+=("${_exp}")
-                [ -z "${pt_run_of[${_s}]:-}" ] || _pres+=("$(exp_of "${pt_run_of[${_s}]}" "${_k}")")
-            done
-            _cargs+=(--system "${_s}=$(IFS=,; echo "${_exps[*]}")")
-            [ "${#_pres[@]}" -eq 0 ] || _cargs+=(--pre_exp "${_s}=$(IFS=,; echo "${_pres[*]}")")
+            _cargs+=(--system "${_s}=${_exps_of[${_s}]}")
+            [ -z "${_pres_of[${_s}]:-}" ] || _cargs+=(--pre_exp "${_s}=${_pres_of[${_s}]}")
         done
         log "stage 16: comparing ${systems[*]} -> ${compare_dir}"
         run_logged "${logdir}/stage16_compare.log" "${python}" -m espnet_bilevel.bin.compare_systems \

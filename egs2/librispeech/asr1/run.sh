@@ -38,7 +38,7 @@ train_set=train_clean_100
 # the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
 # shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
 . scripts/shell_quote.sh
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/librispeech/asr1/run.sh$(quote_args "${orig_args[@]}")}"
+export_run_cmd "${orig_args[@]}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--librispeech ${librispeech}${labeled_subset_hours:+ --labeled_subset_hours ${labeled_subset_hours}} ${local_extra}" \

@@ -30,7 +30,7 @@ done
 # the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
 # shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
 . scripts/shell_quote.sh
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_an4/asr1/run.sh$(quote_args "${orig_args[@]}")}"
+export_run_cmd "${orig_args[@]}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--an4_root ${an4_root}" \

@@ -4,7 +4,8 @@
 #
 # The embedded recipe: an espeak-ng corpus synthesized on the fly (local/data.sh), all four systems
 # (supervised, PT+FT, JUST, BL-JUST) trained, decoded, scored, packed, staged for Hugging Face (dry
-# run) and compared in RESULTS.md. PT+FT with BEST-RQ or BiRQ pre-training: --system "bestrq_ptft birq_ptft".
+# run) and compared in RESULTS.md. PT+FT with BEST-RQ or BiRQ pre-training: --system "bestrq_ptft birq_ptft";
+# JUST and BL-JUST with the BiRQ loss: --system "birq_just birq_bljust".
 #   default      conf/mini/*.yaml, 60 labeled / 600 unlabeled utterances; dirs data/ dump/ exp/
 #   --small true conf/tiny/*.yaml, 16 / 24 utterances (CI, a few minutes); dirs data_small/ dump_small/ exp_small/
 set -euo pipefail
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
         --small) [ $# -ge 2 ] || { echo "run.sh: --small needs a value (true|false)" >&2; exit 2; }
                  small=$2; shift 2 ;;
         --help|-h)
-            sed -n '2,9p' "$self" | sed 's/^# \{0,1\}//'
+            sed -n '2,10p' "$self" | sed 's/^# \{0,1\}//'
             echo
             echo "Recipe options:"
             echo "  --small                true: CI-sized corpus and tiny models [false]"
@@ -37,7 +38,7 @@ esac
 # the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
 # shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
 . scripts/shell_quote.sh
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh$(quote_args "${orig_args[@]}")}"
+export_run_cmd "${orig_args[@]}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--small ${small}" \
@@ -49,6 +50,7 @@ export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/mini_synth/asr1/run.sh$(quote_ar
     --bestrq_pt_config "conf/${scale}/pretrain_bestrq.yaml" --birq_pt_config "conf/${scale}/pretrain_birq.yaml" \
     --hubert_pt_config "conf/${scale}/hubert_pretrain.yaml" --hubert_ft_config "conf/${scale}/hubert_finetune.yaml" \
     --just_config "conf/${scale}/weighted_sum.yaml" --bljust_config "conf/${scale}/bljust.yaml" \
+    --birq_just_config "conf/${scale}/weighted_sum_birq.yaml" --birq_bljust_config "conf/${scale}/bljust_birq.yaml" \
     --inference_config conf/decode_ctc_greedy.yaml --inference_asr_model valid.cer_ctc.ave.pth \
     --skip_upload_hf false --hf_dry_run true --results_file "RESULTS${suffix}.md" \
     "${args[@]}"

@@ -42,7 +42,7 @@ split_opts=
 # the command line written into RESULTS.md and the model cards (values with spaces stay quoted)
 # shellcheck source=../../TEMPLATE/asr1/scripts/shell_quote.sh
 . scripts/shell_quote.sh
-export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-egs2/tedlium2/asr1/run.sh$(quote_args "${orig_args[@]}")}"
+export_run_cmd "${orig_args[@]}"
 
 ./bilevel_asr.sh \
     --local_data_opts "--tedlium2 ${tedlium2} ${split_opts} ${local_extra}" \

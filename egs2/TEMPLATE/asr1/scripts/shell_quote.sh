@@ -16,3 +16,13 @@ quote_args() {
     done
     printf '%s' "${out}"
 }
+
+# export_run_cmd <arg>...: called by a recipe's run.sh (from its own directory) with its original
+# arguments; exports BILEVEL_RUN_CMD="egs2/<corpus>/asr1/run.sh <quoted args>" (the path relative to
+# the repository root, i.e. three levels up), which bilevel_asr.sh writes as the run's command line.
+# An outer BILEVEL_RUN_CMD (a wrapper such as local/label_budget.sh) is kept.
+export_run_cmd() {
+    local root
+    root=$(cd ../../.. && pwd)
+    export BILEVEL_RUN_CMD="${BILEVEL_RUN_CMD:-${PWD#"${root}"/}/run.sh$(quote_args "$@")}"
+}

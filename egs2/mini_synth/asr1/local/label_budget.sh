@@ -21,11 +21,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091  # path.sh puts tools/venv first on PATH
 . ./path.sh
+# quote_args (the command line in the results files)
+# shellcheck source=../scripts/shell_quote.sh  # (run from the recipe dir)
+. scripts/shell_quote.sh
 # publish_figures, figure_links
 # shellcheck source=../scripts/results_figures.sh  # (run from the recipe dir)
 . scripts/results_figures.sh
 
-log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (local/label_budget.sh:${BASH_LINENO[0]}) $*" >&2; }
+# log, die
+SCRIPT_NAME=local/label_budget.sh
+# shellcheck source=../scripts/log.sh  # (run from the recipe dir)
+. scripts/log.sh
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 budgets="25 50 100 200"
@@ -53,7 +59,7 @@ done
 orig_extra=""
 [ "${small}" = false ] || orig_extra+=" --small ${small}"
 [ "${seed}" = 0 ] || orig_extra+=" --seed ${seed}"
-[ "${#extra[@]}" -eq 0 ] || orig_extra+=" -- ${extra[*]}"
+[ "${#extra[@]}" -eq 0 ] || orig_extra+=" --$(quote_args "${extra[@]}")"
 read -ra budget_list <<< "${budgets}"
 [ "${#budget_list[@]}" -gt 0 ] || { log "ERROR: --budgets is empty"; exit 2; }
 for n in "${budget_list[@]}"; do
@@ -97,15 +103,18 @@ fi
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     for n in "${budget_list[@]}"; do
         tag=raw_char_n${n}
-        if [ "${n}" != "${max_budget}" ] && [[ " ${systems} " == *" ptft "* ]]; then
-            # PT sees only unlabeled audio: reuse the largest budget's PT run
-            pt_main=asr_pt_raw_char_n${max_budget}
-            [ -f "${expdir}/${pt_main}/.train.done" ] || { log "ERROR: ${expdir}/${pt_main} is not finished"; exit 1; }
-            [ -e "${expdir}/asr_pt_${tag}" ] || ln -s "${pt_main}" "${expdir}/asr_pt_${tag}"
-        fi
+        for s in ${systems}; do
+            # PT sees only unlabeled audio: every budget reuses the largest budget's PT run of each
+            # PT+FT system (ptft -> asr_pt_*, birq_ptft -> asr_birq_pt_*, bestrq_ptft -> asr_bestrq_pt_*)
+            case ${s} in hubert_ptft) continue ;; *ptft) ;; *) continue ;; esac
+            [ "${n}" != "${max_budget}" ] || continue
+            pt=asr_${s%ft}_raw_char
+            [ -f "${expdir}/${pt}_n${max_budget}/.train.done" ] || die "${expdir}/${pt}_n${max_budget} is not finished"
+            [ -e "${expdir}/${pt}_${tag#raw_char_}" ] || ln -s "${pt}_n${max_budget}" "${expdir}/${pt}_${tag#raw_char_}"
+        done
         log "stage 2: budget ${n}: systems ${systems} (log: ${expdir}/logs_n${n}.log)"
         mkdir -p "${expdir}"
-        BILEVEL_RUN_CMD="egs2/mini_synth/asr1/local/label_budget.sh --budgets \"${budgets}\" --systems \"${systems}\"" \
+        BILEVEL_RUN_CMD="egs2/mini_synth/asr1/local/label_budget.sh --budgets \"${budgets}\" --systems \"${systems}\"${orig_extra}" \
         ./run.sh --small "${small}" --stop_stage 13 \
             --local_data_dir "${src}" --datadir "data_budget${suffix}/n${n}" --dumpdir "dump_budget${suffix}" \
             --expdir "${expdir}" --train_set "train_labeled_n${n}" --asr_tag "${tag}" \
