@@ -5,7 +5,7 @@ from conftest import EGS2
 
 SCRIPT = EGS2 / "TEMPLATE" / "asr1" / "scripts" / "job_pool.sh"
 
-# job b only finishes once c and d have finished: with 2 slots that is possible only if c and d
+# job b only finishes once c and d have finished (b waits up to 30 s): with 2 slots that is possible only if c and d
 # run in the slot a frees (a group-at-a-time runner would wait for b before starting c: timeout)
 PROG = r"""
 set -euo pipefail
@@ -14,12 +14,14 @@ POOL_POLL_SECONDS=0.05
 job() {
     echo "start $1" >> events
     case $1 in
-        b) for _ in $(seq 100); do [ -f d.done ] && break; sleep 0.05; done; [ -f c.done ] && [ -f d.done ] ;;
+        b) for _ in $(seq 600); do [ -f d.done ] && break; sleep 0.05; done; [ -f c.done ] && [ -f d.done ] ;;
         bad) return 3 ;;
         *) : ;;
     esac
-    touch "$1.done"
+    # "end" is logged before the .done file exists, so b cannot log its end before d has logged its
+    # own (the other order made the event order racy on a loaded machine)
     echo "end $1" >> events
+    touch "$1.done"
 }
 failed() { echo "failed $1 status $2" >> events; }
 rc=0
