@@ -36,8 +36,8 @@ rows under "runs". Exp dir
 paths must not contain commas.
 
 Writes <out_dir>/compare.md, compare.json, wer_by_system.png (bars per set, error bars = std over
-runs), dev_cer_vs_wall_time.png and, for each BL-JUST system with steps/*.jsonl (bljust, or
-<ssl>_bljust such as birq_bljust), <name>_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
+runs), dev_cer_vs_wall_time.png and, for each BL-JUST system (solver bljust in its config.yaml) with
+steps/*.jsonl, <name>_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
 """
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+import yaml
 
 
 class CompareError(Exception):
@@ -93,10 +95,23 @@ def read_scores(exp: Path, decode_dir: str, sets: List[str]) -> Dict[str, Dict[s
     return out
 
 
+def solver_of(exp: Path) -> Optional[str]:
+    """The espnet_bilevel solver of a run (``solver`` in exp/config.yaml); None for a stock ESPnet run
+    or a dir without config.yaml."""
+    p = exp / "config.yaml"
+    if not p.is_file():
+        return None
+    try:
+        conf = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise CompareError(f"{p}: not valid YAML ({e})")
+    return conf.get("solver") if isinstance(conf, dict) else None
+
+
 def bilevel_systems(systems: Dict[str, list]) -> List[str]:
-    """The BL-JUST systems among the compared ones (bljust, and <ssl>_bljust such as birq_bljust):
-    each gets a plot of its f, g and gamma per step."""
-    return [n for n in systems if n == "bljust" or n.endswith("_bljust")]
+    """The BL-JUST systems among the compared ones (their first run was trained with solver bljust,
+    whatever the system is called): each gets a plot of its f, g and gamma per step."""
+    return [n for n, dirs in systems.items() if solver_of(dirs[0]) == "bljust"]
 
 
 def read_seconds(exp: Path, name: str) -> Optional[float]:
@@ -444,6 +459,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 rows.append(aggregate(name, runs, a.test_sets))
             else:
                 rows.append({"system": name, **runs[0]})
+        bilevel = bilevel_systems(systems)
     except CompareError as e:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
@@ -456,7 +472,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     tmp.mkdir(parents=True)
     (tmp / "compare.md").write_text(table + "\n"
                                     + f"Plots: `{a.out_dir}/wer_by_system.png`, `{a.out_dir}/dev_cer_vs_wall_time.png`"
-                                    + "".join(f", `{a.out_dir}/{n}_losses.png`" for n in bilevel_systems(systems))
+                                    + "".join(f", `{a.out_dir}/{n}_losses.png`" for n in bilevel)
                                     + "\n", encoding="utf-8")
     (tmp / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     curves = {r["system"]: r["curve"] for r in rows}
@@ -465,7 +481,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
     plot_wer_by_system(rows, a.test_sets, tmp / "wer_by_system.png")
-    for name in bilevel_systems(systems):
+    for name in bilevel:
         bljust_exp = systems[name][0]  # with several runs: the first one's steps
         steps = read_steps(bljust_exp)
         if steps:

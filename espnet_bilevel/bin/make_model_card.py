@@ -23,6 +23,8 @@ from typing import List, Optional
 
 import yaml
 
+from espnet_bilevel.solvers import is_joint_solver
+
 SYSTEM_TEXT = {
     "supervised": "supervised-only training on the labeled set (CTC)",
     "ptft": "self-supervised pre-training on the unlabeled set, then supervised fine-tuning (PT+FT)",
@@ -137,7 +139,7 @@ def build_card(exp: Path, system: str, repo: str = "", pack: Optional[Path] = No
         pt_conf = yaml.safe_load((pt_exp / "config.yaml").read_text(encoding="utf-8")) or {}
         how = f"solver `{pt_conf['solver']}`" if "solver" in pt_conf else "stock ESPnet task"
         out.append(f"- pre-training run: `{pt_exp}` ({how}, {pt_conf.get('max_epoch')} epochs)")
-    if system in ("bljust", "just", "birq_bljust", "birq_just"):
+    if is_joint_solver(conf.get("solver")):  # the penalty (bljust) or weight (weighted_sum) per step
         out += ["", "## Penalty / weight schedule (gamma)", ""]
         g = gamma_summary(exp, conf)
         out += g if g else ["- no per-step log (steps/*.jsonl) found"]

@@ -261,3 +261,10 @@ SOLVERS = dict(
     supervised=SupervisedSolver,
     pretrain=PretrainSolver,
 )
+
+
+def is_joint_solver(name: str) -> bool:
+    """True for a registered solver that trains on both levels (f and g together: weighted_sum,
+    alternating, bljust), False for supervised, pretrain and unknown names."""
+    cls = SOLVERS.get(name)
+    return cls is not None and cls.uses_labeled and cls.uses_unlabeled

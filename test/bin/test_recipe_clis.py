@@ -73,6 +73,27 @@ def test_compare_systems(tmp_path, capsys):
     assert rc == 1 and "experiment dir not found" in capsys.readouterr().err
 
 
+def test_loss_plots_follow_the_solver_not_the_system_name(tmp_path):
+    # a BL-JUST run under any name gets its loss plot; a run named like one but trained otherwise does not
+    mine = fake_exp(tmp_path, "mine", "bljust", with_steps=True)
+    fake = fake_exp(tmp_path, "x_bljust", "weighted_sum", with_steps=True)
+    out = tmp_path / "compare"
+    rc = compare_systems.main(["--system", f"my_bilevel={mine}", "--system", f"x_bljust={fake}",
+                               "--decode_dir", "decode_x", "--test_sets", "dev", "test", "--out_dir", str(out)])
+    assert rc == 0
+    assert sorted(p.name for p in out.glob("*_losses.png")) == ["my_bilevel_losses.png"]
+    assert f"`{out}/my_bilevel_losses.png`" in (out / "compare.md").read_text()
+
+
+def test_model_card_gamma_section_for_joint_solvers_only(tmp_path):
+    def card(name, solver):
+        exp = fake_exp(tmp_path, name, solver, with_steps=True)
+        return make_model_card.build_card(exp, name, repo="me/x", train_set="tr", unlab_set="un", valid_set="dev",
+                                          recipe="mini_synth", command="run.sh", dump_dir=tmp_path)
+    assert "## Penalty / weight schedule (gamma)" in card("any_joint_name", "weighted_sum")
+    assert "## Penalty / weight schedule (gamma)" not in card("bljust", "supervised")
+
+
 def make_pack(tmp_path: Path, exp: Path) -> Path:
     zpath = tmp_path / "pack.zip"
     with zipfile.ZipFile(zpath, "w") as z:

@@ -124,3 +124,10 @@ def test_optimizer_index_per_phase():
     s.configure(max_epoch=1, n_labeled=1, n_unlabeled=1)
     lower, upper = list(s.plan_epoch(1))
     assert (lower.optim_idx, upper.optim_idx) == (1, 0)
+
+
+def test_is_joint_solver_means_both_levels():
+    from espnet_bilevel.solvers import is_joint_solver
+
+    assert [n for n in sorted(SOLVERS) if is_joint_solver(n)] == ["alternating", "bljust", "weighted_sum"]
+    assert not is_joint_solver("pretrain") and not is_joint_solver("nope") and not is_joint_solver(None)

@@ -107,7 +107,7 @@ OPTION_SPEC=(
     "valid_set||validation set (required)"
     "test_sets||sets to decode, space-separated (required for stages 12-16)"
     "train_unlab_set||unlabeled training set (needed by every system but supervised)"
-    "system|all|systems to train/decode: all (= supervised ptft just bljust) or any of: supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust birq_just birq_bljust"
+    "system|all|systems to train/decode: all (= supervised ptft just bljust) or any of: supervised just bljust birq_just birq_bljust ptft bestrq_ptft birq_ptft hubert_ptft (scripts/systems.sh)"
     "seeds||train every system once per seed, e.g. \"1 2 3\" (--seed <k>, exp dirs <exp>_seed<k>; stage 16 reports mean ± std); empty: one run with the config's seed"
     "asr_config||training config when --system names ONE system (PT+FT systems: the FT config)"
     "supervised_config|conf/supervised.yaml|config of the supervised system"
@@ -125,7 +125,7 @@ OPTION_SPEC=(
     "asr_exp||experiment dir when --system names one system (default: <expdir>/asr_<system>_<tag>)"
     "asr_stats_dir||statistics dir (default: <expdir>/asr_stats_<feats_type>_<token>[_sp])"
     "asr_args||extra options for every training run, e.g. \"--max_epoch 3\""
-    "solver_args||extra options for the joint systems (just, bljust, birq_just, birq_bljust), e.g. \"--solver_conf finetune_epochs=2\""
+    "solver_args||extra options for the joint systems (solver weighted_sum/alternating/bljust: just, bljust, birq_just, birq_bljust), e.g. \"--solver_conf finetune_epochs=2\""
     "pt_args||extra options for the PT runs of ptft, bestrq_ptft and birq_ptft"
     "pt_model|valid.loss_ssl.best.pth|PT checkpoint that initializes the FT encoder (ptft, bestrq_ptft, birq_ptft)"
     "pretrained_model||--init_param for every trained system (e.g. exp/x/model.pth:encoder:encoder)"
@@ -238,6 +238,9 @@ rerun_hint="fix the problem and rerun with --stage 0 (finished stages are not re
 # publish_figures, figure_links (plots next to the recipe-level results file)
 # shellcheck source=scripts/results_figures.sh
 . scripts/results_figures.sh
+# CORE_SYSTEMS, KNOWN_SYSTEMS, pt_run_of, system_of_run, config_opt_of, solver_of, is_pt_run, is_joint_run
+# shellcheck source=scripts/systems.sh
+. scripts/systems.sh
 
 in_skip() { [[ " ${skip_stages} " == *" $1 "* ]]; }
 run_stage() {
@@ -271,26 +274,7 @@ case ${fs} in
 esac
 [[ ${fs_hz} =~ ^[0-9]+$ ]] || die "--fs must look like 16k or 16000, got '${fs}'"
 
-# systems: "all" is the four core systems; the other PT+FT variants are selected by name
-CORE_SYSTEMS="supervised ptft just bljust"
-KNOWN_SYSTEMS="supervised ptft bestrq_ptft birq_ptft hubert_ptft just bljust birq_just birq_bljust"
-# PT+FT systems: <system>|<its PT run>|<option holding the PT config>|<option holding the FT config>.
-# ptft, bestrq_ptft and birq_ptft are two training runs of stage 11 (PT with solver pretrain, then
-# FT from the PT encoder); hubert_ptft runs both halves in scripts/hubert_ptft.sh.
-PTFT_SPEC=(
-    "ptft|pt|pt_config|ft_config"
-    "bestrq_ptft|bestrq_pt|bestrq_pt_config|ft_config"
-    "birq_ptft|birq_pt|birq_pt_config|ft_config"
-    "hubert_ptft|hubert_pt|hubert_pt_config|hubert_ft_config"
-)
-declare -A pt_run_of=() system_of_run=() config_opt_of=(
-    [supervised]=supervised_config [just]=just_config [bljust]=bljust_config
-    [birq_just]=birq_just_config [birq_bljust]=birq_bljust_config)
-for _spec in "${PTFT_SPEC[@]}"; do
-    IFS='|' read -r _s _pt _ptc _ftc <<< "${_spec}"
-    pt_run_of[${_s}]=${_pt}; system_of_run[${_pt}]=${_s}
-    config_opt_of[${_pt}]=${_ptc}; config_opt_of[${_s}]=${_ftc}
-done
+# systems: "all" is the four core systems; the others are selected by name (tables: scripts/systems.sh)
 if [ "${system}" = all ]; then
     read -ra systems <<< "${CORE_SYSTEMS}"
 else
@@ -379,15 +363,6 @@ exp_of() {
     echo "${base}${seed:+_seed${seed}}"
 }
 config_of() { local opt=${config_opt_of[$1]}; echo "${!opt}"; }
-is_pt_run() { [ -n "${system_of_run[$1]:-}" ]; }
-solver_of() {
-    case $1 in
-        supervised) echo supervised ;;
-        just|birq_just) echo weighted_sum ;;
-        bljust|birq_bljust) echo bljust ;;
-        *) if is_pt_run "$1"; then echo pretrain; else echo supervised; fi ;;  # PT / FT halves
-    esac
-}
 # training runs of stage 11 as <run>@<seed>, in two waves: every FT half waits for the first wave
 # (which holds its PT run); hubert_ptft is one run (its script does PT and FT)
 first_wave=(); second_wave=()
@@ -814,7 +789,7 @@ train_one() {
         return 0
     fi
     config=$(config_of "${run}")
-    solver=$(solver_of "${run}")
+    solver=$(solver_of "${run}") || return 1
     local -a args=("${train_common_args[@]}" --config "${config}" --solver "${solver}"
         --normalize global_mvn --normalize_conf "stats_file=${asr_stats_dir}/train/feats_stats.npz"
         --train_data_path_and_name_and_type "${data_feats}/${train_set}/${speech_file},speech,${speech_type}"
@@ -829,7 +804,7 @@ train_one() {
     # extracted features: no frontend, the model reads <feats_dim>-dim vectors (as asr.sh --input_size)
     [ "${feats_type}" = raw ] || args+=(--input_size "$(feats_dim_of)")
     # the unlabeled stream: every run but supervised and the FT halves of the PT+FT systems
-    if [ "${run}" != supervised ] && [ -z "${pt_run_of[${run}]:-}" ]; then
+    if [ "${solver}" != supervised ]; then
         args+=(--train_unlab_data_path_and_name_and_type "${unlab_dir}/${speech_file},speech,${speech_type}"
                --train_unlab_shape_file "${asr_stats_dir}/unlab/train/speech_shape")
     fi
@@ -845,7 +820,7 @@ train_one() {
     # shellcheck disable=SC2206  # these options are lists of words
     extra=(${asr_args})
     # shellcheck disable=SC2206
-    case ${run} in just|bljust|birq_just|birq_bljust) extra+=(${solver_args}) ;; esac
+    if is_joint_run "${run}"; then extra+=(${solver_args}); fi
     # shellcheck disable=SC2206
     if is_pt_run "${run}"; then extra+=(${pt_args}); fi
     [ -z "${seed}" ] || extra+=(--seed "${seed}")
@@ -1056,12 +1031,9 @@ write_recipe_results() {
         if ${with_compare}; then
             cat "${compare_dir}/compare.md"
             echo
-            # compare_systems plots the losses of each BL-JUST system (bljust, <ssl>_bljust)
-            local s loss_plots=()
-            for s in "${systems[@]}"; do
-                case ${s} in bljust|*_bljust) loss_plots+=("${s}_losses") ;; esac
-            done
-            figure_links "${out}" wer_by_system dev_cer_vs_wall_time "${loss_plots[@]}"
+            # compare_systems plots the losses of each BL-JUST system as <system>_losses.png;
+            # figure_links skips the systems without one
+            figure_links "${out}" wer_by_system dev_cer_vs_wall_time "${systems[@]/%/_losses}"
         fi
         local e
         for e in "${item_exp[@]}"; do

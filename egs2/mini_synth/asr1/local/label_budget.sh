@@ -27,6 +27,9 @@ cd "$(dirname "$0")/.."
 # publish_figures, figure_links
 # shellcheck source=../scripts/results_figures.sh  # (run from the recipe dir)
 . scripts/results_figures.sh
+# pt_run_of (the PT run of each PT+FT system, as bilevel_asr.sh names it)
+# shellcheck source=../scripts/systems.sh  # (run from the recipe dir)
+. scripts/systems.sh
 
 # log, die
 SCRIPT_NAME=local/label_budget.sh
@@ -64,6 +67,11 @@ read -ra budget_list <<< "${budgets}"
 [ "${#budget_list[@]}" -gt 0 ] || { log "ERROR: --budgets is empty"; exit 2; }
 for n in "${budget_list[@]}"; do
     [[ ${n} =~ ^[1-9][0-9]*$ ]] || { log "ERROR: --budgets: '${n}' is not a positive integer"; exit 2; }
+done
+read -ra system_list <<< "${systems}"
+[ "${#system_list[@]}" -gt 0 ] || { log "ERROR: --systems is empty"; exit 2; }
+for s in "${system_list[@]}"; do
+    [[ " ${KNOWN_SYSTEMS} " == *" ${s} "* ]] || { log "ERROR: --systems: unknown system '${s}' (any of: ${KNOWN_SYSTEMS})"; exit 2; }
 done
 # largest budget first: it trains the shared PT run
 mapfile -t budget_list < <(printf '%s\n' "${budget_list[@]}" | sort -rn | uniq)
@@ -105,10 +113,11 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
         tag=raw_char_n${n}
         for s in ${systems}; do
             # PT sees only unlabeled audio: every budget reuses the largest budget's PT run of each
-            # PT+FT system (ptft -> asr_pt_*, birq_ptft -> asr_birq_pt_*, bestrq_ptft -> asr_bestrq_pt_*)
-            case ${s} in hubert_ptft) continue ;; *ptft) ;; *) continue ;; esac
+            # PT+FT system (ptft -> asr_pt_*, birq_ptft -> asr_birq_pt_*; scripts/systems.sh); not
+            # hubert_ptft, whose script trains both halves in one go
+            if [ -z "${pt_run_of[${s}]:-}" ] || [ "${s}" = hubert_ptft ]; then continue; fi
             [ "${n}" != "${max_budget}" ] || continue
-            pt=asr_${s%ft}_raw_char
+            pt=asr_${pt_run_of[${s}]}_raw_char
             [ -f "${expdir}/${pt}_n${max_budget}/.train.done" ] || die "${expdir}/${pt}_n${max_budget} is not finished"
             [ -e "${expdir}/${pt}_${tag#raw_char_}" ] || ln -s "${pt}_n${max_budget}" "${expdir}/${pt}_${tag#raw_char_}"
         done

@@ -1,0 +1,58 @@
+"""egs2/TEMPLATE/asr1/scripts/systems.sh: the one table of the recipe's systems agrees with the
+package (every solver it names is registered, "joint" means the same on both sides) and with
+bilevel_asr.sh (every config option it names is an option of the template)."""
+import subprocess
+
+from conftest import EGS2
+
+from espnet_bilevel.solvers import SOLVERS, is_joint_solver
+
+TEMPLATE = EGS2 / "TEMPLATE" / "asr1"
+SCRIPT = TEMPLATE / "scripts" / "systems.sh"
+
+
+def _tables():
+    """{run: (solver, config option, joint?, pt run of it or "")} for every system and PT run."""
+    prog = f'''. "{SCRIPT}"
+for s in ${{KNOWN_SYSTEMS}} "${{pt_run_of[@]}}"; do
+    j=no; is_joint_run "$s" && j=yes
+    printf '%s %s %s %s %s\\n' "$s" "$(solver_of "$s")" "${{config_opt_of[$s]}}" "$j" "${{pt_run_of[$s]:--}}"
+done
+echo "CORE ${{CORE_SYSTEMS}}"'''
+    proc = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    rows, core = {}, None
+    for line in proc.stdout.splitlines():
+        w = line.split()
+        if w[0] == "CORE":
+            core = w[1:]
+        else:
+            rows[w[0]] = (w[1], w[2], w[3] == "yes", "" if w[4] == "-" else w[4])
+    return rows, core
+
+
+def test_every_run_has_a_registered_solver_and_a_template_config_option():
+    rows, core = _tables()
+    template = (TEMPLATE / "bilevel_asr.sh").read_text()
+    assert {"supervised", "ptft", "pt", "just", "bljust", "birq_bljust", "birq_pt", "hubert_ptft"} <= set(rows)
+    assert set(core) == {"supervised", "ptft", "just", "bljust"} and set(core) <= set(rows)
+    for run, (solver, opt, joint, _) in rows.items():
+        assert solver in SOLVERS, f"{run}: solver {solver} is not registered"
+        assert f'"{opt}|' in template, f"{run}: config option --{opt} is not an option of bilevel_asr.sh"
+        assert joint == is_joint_solver(solver), run
+
+
+def test_pt_ft_systems_pair_a_pretrain_run_with_a_supervised_ft():
+    rows, _ = _tables()
+    assert rows["ptft"][3] == "pt" and rows["birq_ptft"][3] == "birq_pt" and rows["bestrq_ptft"][3] == "bestrq_pt"
+    for system, (solver, _, _, pt) in rows.items():
+        if pt:
+            assert solver == "supervised" and rows[pt][0] == "pretrain", system
+    assert rows["bljust"][0] == rows["birq_bljust"][0] == "bljust"
+    assert rows["just"][0] == rows["birq_just"][0] == "weighted_sum"
+    assert rows["supervised"][2] is False and rows["birq_bljust"][2] is True
+
+
+def test_unknown_run_is_an_error():
+    proc = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; solver_of blj'], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "solver_of: unknown run 'blj'" in proc.stderr
