@@ -33,6 +33,21 @@ def _positive_int_or_none(name: str, x) -> Optional[int]:
     return int(x)
 
 
+def _passes_or_none(name: str, x, allow_zero: bool) -> Optional[float]:
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or (x == 0 and not allow_zero):
+        need = "a number >= 0" if allow_zero else "a number > 0"
+        raise ValueError(f"solver_conf.{name} must be {need} (passes over the data) or null, got {x!r}")
+    return float(x)
+
+
+def _steps_of_passes(passes: float, batches_per_pass: int) -> int:
+    """Steps for ``passes`` passes over a stream of ``batches_per_pass`` batches: 0 passes -> 0,
+    otherwise at least one step."""
+    return 0 if passes == 0 else max(1, round(passes * batches_per_pass))
+
+
 class AbsSolver(ABC):
     """Decides every step of an epoch.
 
@@ -168,6 +183,11 @@ class BLJUSTSolver(AbsSolver):
     Options (YAML ``solver_conf``):
         n_explore: N1 per epoch; null = one pass over the unlabeled set.  0 disables exploration.
         n_joint: N2 per epoch; null = one pass over the labeled set.  Must be > 0.
+        n_explore_passes, n_joint_passes: N1 / N2 in passes over the stream instead of steps
+            (N = max(1, round(passes x batches per pass)); n_explore_passes 0 disables exploration).
+            A plan in passes follows the data: with twice the labeled utterances, twice the joint
+            steps, as supervised training and fine-tuning get (the label-budget curve needs that).
+            Each excludes its step count (n_explore / n_joint).
         finetune_epochs: number of final supervised epochs (0 = none).  Default 1.
         finetune_steps_per_epoch: null = one pass over the labeled set.
         finetune_lr_scale: τ/α.  Default 0.1 (the authors' code: 1e-5 after 1e-4).
@@ -181,6 +201,8 @@ class BLJUSTSolver(AbsSolver):
         self,
         n_explore: int = None,
         n_joint: int = None,
+        n_explore_passes: float = None,
+        n_joint_passes: float = None,
         finetune_epochs: int = 1,
         finetune_steps_per_epoch: int = None,
         finetune_lr_scale: float = 0.1,
@@ -195,6 +217,11 @@ class BLJUSTSolver(AbsSolver):
                 "use n_joint > 0 (or solver: pretrain for SSL only)"
             )
         self.n_joint = _positive_int_or_none("n_joint", n_joint)
+        self.n_explore_passes = _passes_or_none("n_explore_passes", n_explore_passes, allow_zero=True)
+        self.n_joint_passes = _passes_or_none("n_joint_passes", n_joint_passes, allow_zero=False)
+        for steps, passes in (("n_explore", "n_explore_passes"), ("n_joint", "n_joint_passes")):
+            if getattr(self, steps) is not None and getattr(self, passes) is not None:
+                raise ValueError(f"solver_conf: give {steps} (steps) or {passes} (passes over the data), not both")
         self.finetune_epochs = _positive_int_or_none("finetune_epochs", finetune_epochs) or 0
         self.finetune_steps_per_epoch = _positive_int_or_none(
             "finetune_steps_per_epoch", finetune_steps_per_epoch
@@ -219,10 +246,14 @@ class BLJUSTSolver(AbsSolver):
 
     @property
     def _n_explore(self) -> int:
+        if self.n_explore_passes is not None:
+            return _steps_of_passes(self.n_explore_passes, self.n_unlabeled)
         return self.n_unlabeled if self.n_explore is None else self.n_explore
 
     @property
     def _n_joint(self) -> int:
+        if self.n_joint_passes is not None:
+            return _steps_of_passes(self.n_joint_passes, self.n_labeled)
         return self.n_labeled if self.n_joint is None else self.n_joint
 
     def gamma(self, epoch: int, joint_index_in_epoch: int) -> float:

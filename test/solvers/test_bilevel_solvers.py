@@ -35,6 +35,20 @@ def test_bljust_defaults_are_one_pass_per_stream():
     assert Counter(phases(s, 3)) == {UPPER: 7}
 
 
+def test_bljust_plan_in_passes_follows_the_size_of_each_stream():
+    s = BLJUSTSolver(n_explore_passes=0.5, n_joint_passes=5, finetune_epochs=0)
+    # the embedded recipe's plan: 38 unlabeled / 4 labeled batches -> 19 exploration + 20 joint steps
+    s.configure(max_epoch=1, n_labeled=4, n_unlabeled=38)
+    assert Counter(phases(s, 1)) == {LOWER: 19, JOINT: 20} and s.draws_per_epoch(1) == (20, 39)
+    # more labeled batches: more joint steps; the exploration follows the unlabeled set only
+    s.configure(max_epoch=1, n_labeled=7, n_unlabeled=38)
+    assert Counter(phases(s, 1)) == {LOWER: 19, JOINT: 35}
+    # a fraction of a pass over a tiny set still makes one step; 0 exploration passes make none
+    s = BLJUSTSolver(n_explore_passes=0, n_joint_passes=0.1, finetune_epochs=0)
+    s.configure(max_epoch=1, n_labeled=2, n_unlabeled=5)
+    assert Counter(phases(s, 1)) == {JOINT: 1}
+
+
 def test_bljust_gamma_follows_epoch_linear_schedule_exactly():
     s = BLJUSTSolver(n_explore=1, n_joint=2, finetune_epochs=1,
                      penalty_schedule_conf={"gamma_max": 3.0})
@@ -80,6 +94,11 @@ def test_bljust_finetune_lr_scale_only_in_finetune_epochs():
         ({"finetune_lr_scale": 0}, "finetune_lr_scale must be > 0"),
         ({"penalty_schedule_conf": {"gamma_max": -1}}, "gamma_max must be >= 0"),
         ({"penalty_schedule": "nope"}, "unknown penalty_schedule"),
+        ({"n_joint": 4, "n_joint_passes": 2}, "give n_joint \\(steps\\) or n_joint_passes"),
+        ({"n_explore": 4, "n_explore_passes": 0.5}, "give n_explore \\(steps\\) or n_explore_passes"),
+        ({"n_joint_passes": 0}, "n_joint_passes must be a number > 0"),
+        ({"n_explore_passes": -0.5}, "n_explore_passes must be a number >= 0"),
+        ({"n_joint_passes": "5"}, "n_joint_passes must be a number > 0"),
     ],
 )
 def test_bljust_bad_options(kwargs, msg):
