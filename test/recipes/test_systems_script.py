@@ -56,3 +56,13 @@ def test_pt_ft_systems_pair_a_pretrain_run_with_a_supervised_ft():
 def test_unknown_run_is_an_error():
     proc = subprocess.run(["bash", "-c", f'. "{SCRIPT}"; solver_of blj'], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1 and "solver_of: unknown run 'blj'" in proc.stderr
+
+
+def test_every_system_has_a_model_card_text():
+    # stage 15 calls make_model_card --system <system>, whose choices are SYSTEM_TEXT's keys
+    from espnet_bilevel.bin.make_model_card import SYSTEM_TEXT
+
+    rows, _ = _tables()
+    systems = [r for r in rows if r not in {pt for *_, pt in rows.values() if pt}]
+    assert "ptft" in systems and "pt" not in systems
+    assert set(systems) <= set(SYSTEM_TEXT), set(systems) - set(SYSTEM_TEXT)
