@@ -12,11 +12,14 @@ SCRIPT = TEMPLATE / "scripts" / "systems.sh"
 
 
 def _tables():
-    """{run: (solver, config option, joint?, pt run of it or "")} for every system and PT run."""
+    """{run: (solver, config option, joint?, pt run of it or "", two-run PT+FT?, its script or "")}
+    for every system and PT run."""
     prog = f'''. "{SCRIPT}"
 for s in ${{KNOWN_SYSTEMS}} "${{pt_run_of[@]}}"; do
     j=no; is_joint_run "$s" && j=yes
-    printf '%s %s %s %s %s\\n' "$s" "$(solver_of "$s")" "${{config_opt_of[$s]}}" "$j" "${{pt_run_of[$s]:--}}"
+    t=no; is_two_run_ptft "$s" && t=yes
+    printf '%s %s %s %s %s %s %s\\n' "$s" "$(solver_of "$s")" "${{config_opt_of[$s]}}" "$j" "${{pt_run_of[$s]:--}}" \\
+        "$t" "${{ptft_script_of[$s]:--}}"
 done
 echo "CORE ${{CORE_SYSTEMS}}"'''
     proc = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, timeout=30)
@@ -27,7 +30,8 @@ echo "CORE ${{CORE_SYSTEMS}}"'''
         if w[0] == "CORE":
             core = w[1:]
         else:
-            rows[w[0]] = (w[1], w[2], w[3] == "yes", "" if w[4] == "-" else w[4])
+            rows[w[0]] = (w[1], w[2], w[3] == "yes", "" if w[4] == "-" else w[4], w[5] == "yes",
+                          "" if w[6] == "-" else w[6])
     return rows, core
 
 
@@ -36,7 +40,7 @@ def test_every_run_has_a_registered_solver_and_a_template_config_option():
     template = (TEMPLATE / "bilevel_asr.sh").read_text()
     assert {"supervised", "ptft", "pt", "just", "bljust", "birq_bljust", "birq_pt", "hubert_ptft"} <= set(rows)
     assert set(core) == {"supervised", "ptft", "just", "bljust"} and set(core) <= set(rows)
-    for run, (solver, opt, joint, _) in rows.items():
+    for run, (solver, opt, joint, *_) in rows.items():
         assert solver in SOLVERS, f"{run}: solver {solver} is not registered"
         assert f'"{opt}|' in template, f"{run}: config option --{opt} is not an option of bilevel_asr.sh"
         assert joint == is_joint_solver(solver), run
@@ -45,12 +49,24 @@ def test_every_run_has_a_registered_solver_and_a_template_config_option():
 def test_pt_ft_systems_pair_a_pretrain_run_with_a_supervised_ft():
     rows, _ = _tables()
     assert rows["ptft"][3] == "pt" and rows["birq_ptft"][3] == "birq_pt" and rows["bestrq_ptft"][3] == "bestrq_pt"
-    for system, (solver, _, _, pt) in rows.items():
+    for system, (solver, _, _, pt, *_) in rows.items():
         if pt:
             assert solver == "supervised" and rows[pt][0] == "pretrain", system
     assert rows["bljust"][0] == rows["birq_bljust"][0] == "bljust"
     assert rows["just"][0] == rows["birq_just"][0] == "weighted_sum"
     assert rows["supervised"][2] is False and rows["birq_bljust"][2] is True
+
+
+def test_pt_ft_systems_are_two_stage_11_runs_unless_a_template_script_trains_them():
+    # bilevel_asr.sh's stage-11 waves and label_budget.sh's PT sharing follow is_two_run_ptft
+    rows, _ = _tables()
+    two_run = {r for r, row in rows.items() if row[4]}
+    scripted = {r: row[5] for r, row in rows.items() if row[5]}
+    assert two_run == {"ptft", "bestrq_ptft", "birq_ptft"}
+    assert scripted == {"hubert_ptft": "scripts/hubert_ptft.sh"}
+    for system, script in scripted.items():
+        assert rows[system][3], f"{system}: a scripted system is a PT+FT system"
+        assert (TEMPLATE / script).is_file(), f"{system}: {script} is not a script of the template"
 
 
 def test_unknown_run_is_an_error():
@@ -63,6 +79,6 @@ def test_every_system_has_a_model_card_text():
     from espnet_bilevel.bin.make_model_card import SYSTEM_TEXT
 
     rows, _ = _tables()
-    systems = [r for r in rows if r not in {pt for *_, pt in rows.values() if pt}]
+    systems = [r for r in rows if r not in {row[3] for row in rows.values() if row[3]}]
     assert "ptft" in systems and "pt" not in systems
     assert set(systems) <= set(SYSTEM_TEXT), set(systems) - set(SYSTEM_TEXT)

@@ -364,37 +364,39 @@ exp_of() {
 }
 config_of() { local opt=${config_opt_of[$1]}; echo "${!opt}"; }
 # training runs of stage 11 as <run>@<seed>, in two waves: every FT half waits for the first wave
-# (which holds its PT run); hubert_ptft is one run (its script does PT and FT)
+# (which holds its PT run); a scripted PT+FT system (hubert_ptft) is one run (its script does PT and FT)
 first_wave=(); second_wave=()
 for _s in "${systems[@]}"; do
     for _k in "${seed_list[@]}"; do
-        if [ -n "${pt_run_of[${_s}]:-}" ] && [ "${_s}" != hubert_ptft ]; then
+        if is_two_run_ptft "${_s}"; then
             first_wave+=("${pt_run_of[${_s}]}@${_k}"); second_wave+=("${_s}@${_k}")
         else
             first_wave+=("${_s}@${_k}")
         fi
     done
 done
-# hubert_ptft: ESPnet's HuBERT PT+FT reference, run by a script of the template
-hubert_script=scripts/hubert_ptft.sh
-if [[ " ${systems[*]} " == *" hubert_ptft "* ]]; then
-    [ "${feats_type}" = raw ] || die "--system hubert_ptft supports --feats_type raw only (HuBERT reads waveforms), got '${feats_type}'"
+# scripted PT+FT systems (hubert_ptft: ESPnet's HuBERT PT+FT reference) run a script of the template
+# (scripts/systems.sh names it); it reads waveforms
+for _s in "${systems[@]}"; do
+    _script=${ptft_script_of[${_s}]:-}
+    [ -n "${_script}" ] || continue
+    [ "${feats_type}" = raw ] || die "--system ${_s} supports --feats_type raw only (its script ${_script} reads waveforms), got '${feats_type}'"
     if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ] && ! [[ " ${skip_stages} " == *" 11 "* ]] \
-            && [ ! -f "${hubert_script}" ]; then
-        die "--system hubert_ptft needs ${hubert_script} (the ESPnet HuBERT PT+FT reference script of egs2/TEMPLATE/asr1), which is missing in $(pwd); drop hubert_ptft from --system"
+            && [ ! -f "${_script}" ]; then
+        die "--system ${_s} needs ${_script} (a script of egs2/TEMPLATE/asr1), which is missing in $(pwd); drop ${_s} from --system"
     fi
-fi
+done
 # stage 10 collects statistics with the first config that the bilevel task reads
 stats_config=${supervised_config}
 for _r in "${first_wave[@]}"; do
-    if [ "${_r%@*}" != hubert_ptft ]; then stats_config=$(config_of "${_r%@*}"); break; fi
+    if [ -z "${ptft_script_of[${_r%@*}]:-}" ]; then stats_config=$(config_of "${_r%@*}"); break; fi
 done
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 10 ]; then
     _checks=()
     for _r in "${first_wave[@]}" "${second_wave[@]}"; do
         _r=${_r%@*}
         _checks+=("${_r}")
-        [ "${_r}" != hubert_ptft ] || _checks+=(hubert_pt)
+        [ -z "${ptft_script_of[${_r}]:-}" ] || _checks+=("${pt_run_of[${_r}]}")
     done
     for _r in "${_checks[@]}"; do
         _c=$(config_of "${_r}")
@@ -784,8 +786,8 @@ train_one() {
         echo
     } > "${exp}/run.sh"
     chmod +x "${exp}/run.sh"
-    if [ "${run}" = hubert_ptft ]; then
-        train_hubert_ptft "${exp}" "${seed}" || return 1
+    if [ -n "${ptft_script_of[${run}]:-}" ]; then
+        train_scripted_ptft "${run}" "${exp}" "${seed}" || return 1
         return 0
     fi
     config=$(config_of "${run}")
@@ -855,20 +857,23 @@ train_one() {
     touch "${exp}/.train.done"
     log "stage 11: ${run} finished in $(cat "${exp}/train_wall_seconds") s"
 }
-# hubert_ptft: scripts/hubert_ptft.sh pre-trains <expdir>/asr_hubert_pt_<tag> with espnet2's HuBERT
-# task and fine-tunes a stock ESPnet ASR model in <ft exp>. Contract: on success the script leaves
+# train_scripted_ptft <system> <ft exp> <seed>: a PT+FT system whose script (ptft_script_of in
+# scripts/systems.sh) trains both halves; hubert_ptft: scripts/hubert_ptft.sh pre-trains
+# <expdir>/asr_hubert_pt_<tag> with espnet2's HuBERT task and fine-tunes a stock ESPnet ASR model
+# in <ft exp>. Contract: the script takes the options below; on success it leaves
 # in <ft exp> config.yaml (stock ASRTask config), <inference_asr_model> (valid.cer_ctc.ave.pth),
 # train.log, train_wall_seconds and .train.done, and in <pt exp> train_wall_seconds and
 # .train.done; train_wall_seconds is written as by train_one (one integer: the seconds of that
 # half's training command, plus those of failed earlier attempts). Stage 16 adds the two.
-train_hubert_ptft() {
-    local ft_exp=$1 seed=$2 pt_exp log_file rc=0 f
-    pt_exp=$(exp_of hubert_pt "${seed}")
+train_scripted_ptft() {
+    local run=$1 ft_exp=$2 seed=$3 pt_exp log_file rc=0 f script
+    script=${ptft_script_of[${run}]}
+    pt_exp=$(exp_of "${pt_run_of[${run}]}" "${seed}")
     log_file=${logdir}/stage11_$(basename "${ft_exp}").log
-    [ -f "${hubert_script}" ] || die "stage 11: ${hubert_script} is missing (needed by --system hubert_ptft)"
+    [ -f "${script}" ] || die "stage 11: ${script} is missing (needed by --system ${run})"
     local -a opts=(--python "${python}" --train_dir "${data_feats}/${train_set}" --unlab_dir "${unlab_dir}"
         --valid_dir "${data_feats}/${valid_set}" --token_list "${token_list}" --token_type "${token_type}"
-        --asr_stats_dir "${asr_stats_dir}" --pt_config "${hubert_pt_config}" --ft_config "${hubert_ft_config}"
+        --asr_stats_dir "${asr_stats_dir}" --pt_config "$(config_of "${pt_run_of[${run}]}")" --ft_config "$(config_of "${run}")"
         --pt_exp "${pt_exp}" --ft_exp "${ft_exp}" --ngpu "${ngpu}")
     [ "${token_type}" != bpe ] || opts+=(--bpemodel "${bpemodel}")
     # --asr_args (and the seed) go to both halves; --pt_args and --solver_args are for our own solvers
@@ -877,23 +882,23 @@ train_hubert_ptft() {
     [ -z "${half_args}" ] || opts+=(--pt_args "${half_args}" --ft_args "${half_args}")
     local cmd=${train_cmd}
     [ "${ngpu}" -eq 0 ] || cmd=${cuda_cmd}
-    log "stage 11: training hubert_ptft (${hubert_script}: ${hubert_pt_config}, ${hubert_ft_config}) -> ${pt_exp}, ${ft_exp} (log: ${log_file})"
+    log "stage 11: training ${run} (${script}: $(config_of "${pt_run_of[${run}]}"), $(config_of "${run}")) -> ${pt_exp}, ${ft_exp} (log: ${log_file})"
     mkdir -p "$(dirname "${log_file}")"
-    run_cmd "${cmd}" --gpu "${ngpu}" "${log_file}" bash "${hubert_script}" "${opts[@]}" || rc=$?
+    run_cmd "${cmd}" --gpu "${ngpu}" "${log_file}" bash "${script}" "${opts[@]}" || rc=$?
     if [ "${rc}" -ne 0 ]; then
-        log "ERROR: training hubert_ptft failed (exit ${rc}); log: ${log_file}"
+        log "ERROR: training ${run} failed (exit ${rc}); log: ${log_file}"
         tail -n 8 "${log_file}" >&2 || true
         return 1
     fi
     for f in config.yaml "${inference_asr_model}" train.log train_wall_seconds .train.done; do
         if [ ! -e "${ft_exp}/${f}" ]; then
-            log "ERROR: ${hubert_script} finished but left no ${ft_exp}/${f} (see the contract above train_hubert_ptft in ${SCRIPT_NAME}); log: ${log_file}"
+            log "ERROR: ${script} finished but left no ${ft_exp}/${f} (see the contract above train_scripted_ptft in ${SCRIPT_NAME}); log: ${log_file}"
             return 1
         fi
     done
     [ -f "${pt_exp}/train_wall_seconds" ] \
-        || log "WARNING: ${pt_exp}/train_wall_seconds is missing: stage 16 shows no wall time for hubert_ptft"
-    log "stage 11: hubert_ptft finished: PT $(cat "${pt_exp}/train_wall_seconds" 2>/dev/null || echo '?') s, FT $(cat "${ft_exp}/train_wall_seconds") s"
+        || log "WARNING: ${pt_exp}/train_wall_seconds is missing: stage 16 shows no wall time for ${run}"
+    log "stage 11: ${run} finished: PT $(cat "${pt_exp}/train_wall_seconds" 2>/dev/null || echo '?') s, FT $(cat "${ft_exp}/train_wall_seconds") s"
 }
 # train_batch <run@seed>...: at most --train_jobs runs at the same time (scripts/job_pool.sh starts the
 # next run as soon as any one ends, so already-trained runs that are skipped free their slot at once)

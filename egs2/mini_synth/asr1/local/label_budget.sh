@@ -111,11 +111,11 @@ fi
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     for n in "${budget_list[@]}"; do
         tag=raw_char_n${n}
-        for s in ${systems}; do
+        for s in "${system_list[@]}"; do
             # PT sees only unlabeled audio: every budget reuses the largest budget's PT run of each
-            # PT+FT system (ptft -> asr_pt_*, birq_ptft -> asr_birq_pt_*; scripts/systems.sh); not
-            # hubert_ptft, whose script trains both halves in one go
-            if [ -z "${pt_run_of[${s}]:-}" ] || [ "${s}" = hubert_ptft ]; then continue; fi
+            # PT+FT system trained in two runs (ptft -> asr_pt_*, birq_ptft -> asr_birq_pt_*;
+            # scripts/systems.sh); not a scripted one (hubert_ptft), whose script trains both halves
+            is_two_run_ptft "${s}" || continue
             [ "${n}" != "${max_budget}" ] || continue
             pt=asr_${pt_run_of[${s}]}_raw_char
             [ -f "${expdir}/${pt}_n${max_budget}/.train.done" ] || die "${expdir}/${pt}_n${max_budget} is not finished"
@@ -137,7 +137,7 @@ fi
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     points=()
     for n in "${budget_list[@]}"; do
-        for s in ${systems}; do points+=(--point "${s}:${n}=${expdir}/asr_${s}_raw_char_n${n}"); done
+        for s in "${system_list[@]}"; do points+=(--point "${s}:${n}=${expdir}/asr_${s}_raw_char_n${n}"); done
     done
     log "stage 3: label-budget table and plot -> ${expdir}/label_budget"
     python3 -m espnet_bilevel.bin.label_budget_curve "${points[@]}" --decode_dir "${decode_dir}" \
