@@ -18,6 +18,7 @@ install_requires = [
     "soundfile",
     "tensorboard",
     "matplotlib",
+    "scipy",  # paired t-test over seeds (compare_systems); already an ESPnet dependency
 ]
 
 setup(

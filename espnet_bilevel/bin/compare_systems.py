@@ -35,7 +35,14 @@ epoch), their standard deviations (wall_seconds_std, cpu_seconds_std, scores_std
 rows under "runs". Exp dir
 paths must not contain commas.
 
-Writes <out_dir>/compare.md, compare.json, wer_by_system.png (bars per set, error bars = std over
+Paired by seed: when two systems have runs with the same seeds (``seed`` in each run's config.yaml, as
+the recipe's --seeds trains them), compare.md gets a second table with, for every such pair A before B
+(in --system order) and every set, the per-seed difference WER(B) - WER(A): mean ± sample std, the
+number of seeds on which B is better, and the two-sided paired t-test p-value (n - 1 degrees of
+freedom). With the seed-to-seed spread of a small corpus, the per-seed pairing is what tells a real
+difference of the means from chance. paired.json holds the same numbers.
+
+Writes <out_dir>/compare.md, compare.json, paired.json (runs with several seeds), wer_by_system.png (bars per set, error bars = std over
 runs), dev_cer_vs_wall_time.png and, for each BL-JUST system (solver bljust in its config.yaml) with
 steps/*.jsonl, <name>_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
 """
@@ -95,17 +102,28 @@ def read_scores(exp: Path, decode_dir: str, sets: List[str]) -> Dict[str, Dict[s
     return out
 
 
-def solver_of(exp: Path) -> Optional[str]:
-    """The espnet_bilevel solver of a run (``solver`` in exp/config.yaml); None for a stock ESPnet run
-    or a dir without config.yaml."""
+def read_config(exp: Path) -> dict:
+    """exp/config.yaml as a dict ({} if the dir has none)."""
     p = exp / "config.yaml"
     if not p.is_file():
-        return None
+        return {}
     try:
         conf = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise CompareError(f"{p}: not valid YAML ({e})")
-    return conf.get("solver") if isinstance(conf, dict) else None
+    return conf if isinstance(conf, dict) else {}
+
+
+def solver_of(exp: Path) -> Optional[str]:
+    """The espnet_bilevel solver of a run (``solver`` in exp/config.yaml); None for a stock ESPnet run
+    or a dir without config.yaml."""
+    return read_config(exp).get("solver")
+
+
+def seed_of(exp: Path) -> Optional[int]:
+    """The training seed of a run (``seed`` in exp/config.yaml, stock ESPnet and ours); None if unknown."""
+    seed = read_config(exp).get("seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def bilevel_systems(systems: Dict[str, list]) -> List[str]:
@@ -408,8 +426,80 @@ def read_run(exp: Path, pre: Optional[Path], decode_dir: str, sets: List[str]) -
     for e in read_epochs(exp):
         t += e["seconds"]
         points.append((t, e["cer_ctc"]))
-    return {"exp": str(exp), "params": count_params(exp), "wall_seconds": wall, "cpu_seconds": cpu,
-            "scores": read_scores(exp, decode_dir, sets), "curve": points}
+    return {"exp": str(exp), "seed": seed_of(exp), "params": count_params(exp), "wall_seconds": wall,
+            "cpu_seconds": cpu, "scores": read_scores(exp, decode_dir, sets), "curve": points}
+
+
+def paired_t_p(diffs: List[float]) -> Optional[float]:
+    """Two-sided p-value of the paired t-test of the mean difference against 0 (None for n < 2 or no spread)."""
+    mean, std = mean_std(diffs)
+    if mean is None or std is None or std == 0:
+        return None
+    from scipy.stats import t as student_t  # lazy: only comparisons over seeds need it
+
+    t = mean / (std / math.sqrt(len(diffs)))
+    return float(2 * student_t.sf(abs(t), len(diffs) - 1))
+
+
+def paired_by_seed(rows: List[dict], sets: List[str]) -> Tuple[List[dict], List[str]]:
+    """WER(B) - WER(A) per seed for every pair of systems (A before B) trained on the same seeds.
+    Returns the pairs and the pairs that cannot be paired (as "A / B: reason")."""
+    pairs, unpaired = [], []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            seeds_a = [r.get("seed") for r in a.get("runs", [])]
+            seeds_b = [r.get("seed") for r in b.get("runs", [])]
+            if len(seeds_a) < 2 or len(seeds_b) < 2:
+                continue
+            if None in seeds_a or None in seeds_b:
+                continue  # runs without a config.yaml seed (not from the recipe): nothing to pair by
+            if len(set(seeds_a)) < len(seeds_a) or len(set(seeds_b)) < len(seeds_b):
+                unpaired.append(f"{a['system']} / {b['system']}: a seed is repeated")
+                continue
+            if set(seeds_a) != set(seeds_b):
+                unpaired.append(f"{a['system']} / {b['system']}: seeds {sorted(seeds_a)} vs {sorted(seeds_b)}")
+                continue
+            run_a = {r["seed"]: r for r in a["runs"]}
+            run_b = {r["seed"]: r for r in b["runs"]}
+            seeds = sorted(run_a)
+            entry = {"a": a["system"], "b": b["system"], "seeds": seeds, "wer": {}}
+            for s in sets:
+                vals = [(run_a[k]["scores"][s]["wer"], run_b[k]["scores"][s]["wer"]) for k in seeds]
+                if any(x is None or y is None or math.isnan(x) or math.isnan(y) for x, y in vals):
+                    entry["wer"][s] = None
+                    continue
+                diffs = [y - x for x, y in vals]
+                mean, std = mean_std(diffs)
+                entry["wer"][s] = {"diffs": diffs, "mean": mean, "std": std,
+                                   "b_better": sum(d < 0 for d in diffs), "p": paired_t_p(diffs)}
+            pairs.append(entry)
+    return pairs, unpaired
+
+
+def markdown_paired(pairs: List[dict], unpaired: List[str], sets: List[str]) -> str:
+    """The paired-by-seed table (empty string if nothing could be paired)."""
+    if not pairs and not unpaired:
+        return ""
+    head = ["B vs A", "seeds"] + [f"{s}: WER(B) - WER(A)" for s in sets]
+    lines = ["## Paired by seed", "",
+             "Per seed, WER(B) - WER(A) in % points: mean ± sample std over the seeds (negative: B is "
+             "better), in brackets the seeds on which B is better and the two-sided paired t-test p-value "
+             "(n - 1 degrees of freedom; p < 0.05 needs a difference that is large against its "
+             "seed-to-seed spread).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for e in pairs:
+        cells = [f"{e['b']} vs {e['a']}", ", ".join(map(str, e["seeds"]))]
+        for s in sets:
+            w = e["wer"][s]
+            if w is None:
+                cells.append("-")
+                continue
+            p = "-" if w["p"] is None else (f"{w['p']:.3f}" if w["p"] >= 0.001 else "< 0.001")
+            cells.append(f"{fmt_mean_std(w['mean'], w['std'])} ({w['b_better']}/{len(w['diffs'])}, p {p})")
+        lines.append("| " + " | ".join(cells) + " |")
+    if unpaired:
+        lines += ["", "Not paired: " + "; ".join(unpaired) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def aggregate(name: str, runs: List[dict], sets: List[str]) -> dict:
@@ -464,6 +554,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ERROR: {e}", file=sys.stderr)
         return 1
     table = markdown_runs(rows, a.test_sets) if several else markdown(rows, a.test_sets)
+    pairs, unpaired = paired_by_seed(rows, a.test_sets) if several else ([], [])
+    paired_md = markdown_paired(pairs, unpaired, a.test_sets)
+    if paired_md:
+        table += "\n" + paired_md
     tmp = a.out_dir.with_name(a.out_dir.name + ".tmp")
     if tmp.exists():
         import shutil
@@ -475,6 +569,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                     + "".join(f", `{a.out_dir}/{n}_losses.png`" for n in bilevel)
                                     + "\n", encoding="utf-8")
     (tmp / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    if several:
+        (tmp / "paired.json").write_text(json.dumps({"pairs": pairs, "unpaired": unpaired}, indent=2),
+                                         encoding="utf-8")
     curves = {r["system"]: r["curve"] for r in rows}
     if several:
         plot_cer_vs_time_runs(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)

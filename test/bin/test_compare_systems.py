@@ -124,7 +124,8 @@ def test_one_run_per_system_keeps_the_single_run_table(tmp_path):
     assert "| system | params | train wall time (s) |" in md and "±" not in md
     assert "| a | 0.1 k | 10 | 1.0 | 2.0 | 3.0 | 4.0 |" in md
     row = json.loads((out / "compare.json").read_text())[0]
-    assert list(row) == ["system", "exp", "params", "wall_seconds", "cpu_seconds", "scores", "curve"]
+    assert list(row) == ["system", "exp", "seed", "params", "wall_seconds", "cpu_seconds", "scores", "curve"]
+    assert row["seed"] is None  # no config.yaml
     assert row["cpu_seconds"] is None and "CPU" not in md  # no run measured CPU time: no column
     assert compare_systems.wer_bars([row], ["dev", "test"]) == [
         {"label": "a", "wer": [1.0, 3.0], "err": [0.0, 0.0], "runs": [[], []]}]
@@ -167,3 +168,54 @@ def test_argument_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare(tmp_path, "--system", f"a={a},")
     assert "expected NAME=DIR[,DIR...]" in capsys.readouterr().err
+
+
+def _seeded(exp: Path, seed: int) -> Path:
+    (exp / "config.yaml").write_text(f"seed: {seed}\nsolver: supervised\n")
+    return exp
+
+
+def test_systems_trained_on_the_same_seeds_are_paired_by_seed(tmp_path):
+    from scipy.stats import ttest_rel
+
+    sup_wer = {1: 70.0, 2: 74.0, 3: 72.0}
+    bl_wer = {1: 66.0, 2: 75.0, 3: 65.0}  # better on seeds 1 and 3
+    sup = [_seeded(fake_run(tmp_path, f"sup_seed{k}", 40, {"dev": {"wer": sup_wer[k], "cer": 20.0},
+                                                            "test": {"wer": 50.0, "cer": 20.0}}), k)
+           for k in (1, 2, 3)]
+    # given in another order: the pairing follows config.yaml's seed, not the position
+    bl = [_seeded(fake_run(tmp_path, f"bl_seed{k}", 40, {"dev": {"wer": bl_wer[k], "cer": 20.0},
+                                                          "test": {"wer": 50.0 + k, "cer": 20.0}}), k)
+          for k in (3, 1, 2)]
+    rc, out = compare(tmp_path, "--system", "supervised=" + ",".join(map(str, sup)),
+                      "--system", "bljust=" + ",".join(map(str, bl)))
+    assert rc == 0
+    paired = json.loads((out / "paired.json").read_text())
+    assert paired["unpaired"] == []
+    (entry,) = paired["pairs"]
+    assert (entry["a"], entry["b"], entry["seeds"]) == ("supervised", "bljust", [1, 2, 3])
+    dev = entry["wer"]["dev"]
+    assert dev["diffs"] == [-4.0, 1.0, -7.0] and dev["b_better"] == 2
+    assert dev["mean"] == pytest.approx(-10 / 3)
+    assert dev["p"] == pytest.approx(ttest_rel([66.0, 75.0, 65.0], [70.0, 74.0, 72.0]).pvalue)
+    assert entry["wer"]["test"]["diffs"] == [1.0, 2.0, 3.0] and entry["wer"]["test"]["b_better"] == 0
+    md = (out / "compare.md").read_text()
+    assert "## Paired by seed" in md
+    row = next(line for line in md.splitlines() if line.startswith("| bljust vs supervised |"))
+    assert row.startswith("| bljust vs supervised | 1, 2, 3 | -3.3 ± 4.0 (2/3, p ")
+    assert "| 2.0 ± 1.0 (0/3, p " in row
+
+
+def test_different_seeds_are_not_paired_and_unknown_seeds_give_no_table(tmp_path):
+    errs = {"dev": {"wer": 60.0, "cer": 20.0}, "test": {"wer": 60.0, "cer": 20.0}}
+    a = [_seeded(fake_run(tmp_path, f"a{k}", 40, errs), k) for k in (1, 2)]
+    b = [_seeded(fake_run(tmp_path, f"b{k}", 40, errs), k) for k in (1, 3)]
+    rc, out = compare(tmp_path, "--system", "a=" + ",".join(map(str, a)), "--system", "b=" + ",".join(map(str, b)))
+    assert rc == 0
+    md = (out / "compare.md").read_text()
+    assert "Not paired: a / b: seeds [1, 2] vs [1, 3]." in md and "| b vs a |" not in md
+    # exp dirs without config.yaml (seed unknown): the table of means only
+    c = [fake_run(tmp_path / "x", f"c{k}", 40, errs) for k in (1, 2)]
+    d = [fake_run(tmp_path / "x", f"d{k}", 40, errs) for k in (1, 2)]
+    rc, out = compare(tmp_path / "x", "--system", "c=" + ",".join(map(str, c)), "--system", "d=" + ",".join(map(str, d)))
+    assert rc == 0 and "Paired by seed" not in (out / "compare.md").read_text()

@@ -56,7 +56,7 @@ def test_small_end_to_end(recipe_copy):
         assert sorted(names + ["README.md"]) == staged, "hf_upload must hold exactly the pack + card"
     assert "Penalty / weight schedule (gamma)" in (exp / "asr_bljust_raw_char" / "hf_upload" / "README.md").read_text()
     assert (exp / "asr_pt_raw_char" / "valid.loss_ssl.best.pth").exists()
-    cmp_dir = exp / "compare_raw_char"
+    cmp_dir = exp / "compare_raw_char_small"
     for png in ("dev_cer_vs_wall_time.png", "bljust_losses.png"):
         assert (cmp_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((exp / "asr_bljust_raw_char" / "steps").glob("epoch*.jsonl"))

@@ -101,8 +101,8 @@ def test_bestrq_birq_ptft_and_the_birq_joint_systems_train_decode_and_compare(re
         card = (e / "hf_upload" / "README.md").read_text()
         assert "BiRQ" in card and "Penalty / weight schedule" in card
     # the comparison plots the losses of the one BL-JUST system (solver bljust), not of the others
-    assert [p.name for p in (exp / "compare_raw_char").glob("*_losses.png")] == ["birq_bljust_losses.png"]
-    assert (exp / "compare_raw_char" / "birq_bljust_losses.png").stat().st_size > 1000
+    assert [p.name for p in (exp / "compare_raw_char_small").glob("*_losses.png")] == ["birq_bljust_losses.png"]
+    assert (exp / "compare_raw_char_small" / "birq_bljust_losses.png").stat().st_size > 1000
     assert "![birq_bljust_losses](RESULTS_small_figures/birq_bljust_losses.png)" in results
     for system in ("bestrq_ptft", "birq_ptft", "birq_just", "birq_bljust"):
         assert re.search(rf"^\| {system} \|", results, re.M), system
@@ -132,7 +132,7 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
         assert "seed: " + str(k) in (e / "RESULTS.md").read_text()
         assert (e / "hf_upload" / "README.md").is_file()
 
-    cmp_dir = exp / "compare_raw_char"
+    cmp_dir = exp / "compare_raw_char_small"
     md = (cmp_dir / "compare.md").read_text()
     assert ("| system | runs | params | train wall time (s) | train CPU time (s) | dev WER (%) | dev CER (%) "
             "| test WER (%) | test CER (%) |") in md
@@ -168,6 +168,19 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     results = (recipe / "RESULTS_small.md").read_text()
     assert "| supervised | 2 |" in results
     assert "![wer_by_system](RESULTS_small_figures/wer_by_system.png)" in results
+
+    # stage 16 of another set of runs written to another results file has its own comparison dir:
+    # it neither overwrites this one nor takes it over
+    before = (cmp_dir / "compare.json").read_bytes()
+    proc = run_recipe(recipe, "--small", "true", "--system", "supervised", "--seeds", "2",
+                      "--stage", "16", "--results_file", "RESULTS_seed2_small.md", timeout=300)
+    assert proc.returncode == 0, output(proc)[-4000:]
+    other = exp / "compare_raw_char_seed2_small"
+    assert json.loads((other / "compare.json").read_text())[0]["exp"].endswith("asr_supervised_raw_char_seed2")
+    assert (cmp_dir / "compare.json").read_bytes() == before
+    other_results = (recipe / "RESULTS_seed2_small.md").read_text()
+    assert "| supervised |" in other_results and "seed1" not in other_results
+    assert "| supervised | 2 |" in (recipe / "RESULTS_small.md").read_text()
 
 
 # A test double of scripts/hubert_ptft.sh: records its arguments, fakes the PT half (a wall time of
@@ -237,7 +250,7 @@ def test_hubert_ptft_interface_and_stock_exp_dir_through_stage_16(recipe):
     assert (ft / "asr_hubert_ptft_raw_char_seed3_valid.cer_ctc.ave.zip").is_file()
     card = (ft / "hf_upload" / "README.md").read_text()
     assert "system **hubert_ptft**" in card and "stock ESPnet `ASRTask`" in card
-    row = json.loads((exp / "compare_raw_char" / "compare.json").read_text())[0]
+    row = json.loads((exp / "compare_raw_char_small" / "compare.json").read_text())[0]
     assert row["system"] == "hubert_ptft"  # one seed: the single-run table
     assert row["wall_seconds"] == 5 + int((ft / "train_wall_seconds").read_text())
 

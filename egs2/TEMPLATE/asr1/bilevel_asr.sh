@@ -30,7 +30,7 @@
 #  13  scoring         espnet_bilevel.bin.score (sclite + Python) -> <exp>/RESULTS.md, ./<results_file>
 #  14  packing         espnet2.bin.pack asr               -> <exp>/<exp name>_<model>.zip
 #  15  HF upload       model card + pack (or --hf_dry_run) -> huggingface.co/<hf_repo> | <exp>/hf_upload/
-#  16  compare         espnet_bilevel.bin.compare_systems -> exp/compare_<tag>/*.{md,png}, ./<results_file>
+#  16  compare         espnet_bilevel.bin.compare_systems -> exp/compare_<tag>[<suffix>]/*.{md,png}, ./<results_file>
 #
 # Systems (--system, space-separated or "all" = supervised ptft just bljust):
 #   supervised  labeled data only                       exp/asr_supervised_<tag>
@@ -1000,14 +1000,19 @@ fi
 # writes: <exp>/<inference_tag>/<set>/scoring/{result.txt,result.json,score_{wer,cer}/}, <exp>/RESULTS.md,
 #         ./<results_file> (recipe level, default RESULTS.md: per-system tables; the comparison and its plots
 #         only if the last stage 16 compared exactly these runs, scored no later than it)
-compare_dir=${expdir}/compare_${asr_tag}
+# one comparison per results file, so that stage 16 of another set of systems written to another
+# --results_file does not overwrite this one: RESULTS.md -> exp/compare_<tag>, RESULTS<suffix>.md ->
+# exp/compare_<tag><suffix> (RESULTS_birq_family.md -> compare_<tag>_birq_family), <other>.md -> compare_<tag>_<other>
+_results_stem=$(basename "${results_file}" .md)
+if [[ "${_results_stem}" == RESULTS* ]]; then _results_stem=${_results_stem#RESULTS}; else _results_stem=_${_results_stem}; fi
+compare_dir=${expdir}/compare_${asr_tag}${_results_stem}
 compared_runs() {
     # the runs that stage 16 compares for the current --system/--seeds, one "<system> <exp>" line each
     local i
     for i in "${!item_exp[@]}"; do echo "${item_system[i]} ${item_exp[i]}"; done
 }
 compare_is_current() {
-    # true if exp/compare_<tag> compares exactly the current runs and none was rescored after it
+    # true if ${compare_dir} compares exactly the current runs and none was rescored after it
     # (an older stage 16 of another --system set must not be shown as this run's comparison)
     [ -f "${compare_dir}/compare.md" ] && [ -f "${compare_dir}/compared_runs" ] || return 1
     cmp -s "${compare_dir}/compared_runs" <(compared_runs) || return 1
@@ -1154,8 +1159,10 @@ fi
 # reads:  each system's RESULTS inputs (scoring/result.json), train_{wall,cpu}_seconds, export/model.pth,
 #         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma);
 #         with --seeds every seed's exp dir (the table shows mean ± std over the seeds)
-# writes: exp/compare_<tag>/{compare.md,compare.json,compared_runs,wer_by_system.png,dev_cer_vs_wall_time.png,
-#         <bljust system>_losses.png}, ./<results_file> with the plots embedded from a copy in ./<results_file stem>_figures/
+# writes: exp/compare_<tag>[<suffix>]/{compare.md (with --seeds also the paired-by-seed table),compare.json,
+#         paired.json (--seeds),compared_runs,wer_by_system.png,
+#         dev_cer_vs_wall_time.png,<bljust system>_losses.png} (one dir per results file, see compare_dir),
+#         ./<results_file> with the plots embedded from a copy in ./<results_file stem>_figures/
 if run_stage 16; then
     if ${skip_compare}; then
         log "stage 16: --skip_compare true; skipped"
