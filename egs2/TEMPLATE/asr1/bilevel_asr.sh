@@ -140,7 +140,7 @@ OPTION_SPEC=(
     "skip_upload_hf|true|skip stage 15"
     "hf_repo||Hugging Face repo for stage 15, e.g. user/bljust_mini (one system) or user/prefix (several: <prefix>_<system>)"
     "hf_dry_run|false|stage 15 writes the files it would upload to <exp>/hf_upload/ and uploads nothing"
-    "results_file|RESULTS.md|recipe-level results file written by stages 13 and 16 (e.g. RESULTS_small.md for a CI-sized run, so it never overwrites the real one); stage 16 puts its plots in <stem>_figures/ next to it"
+    "results_file|RESULTS.md|recipe-level results file written by stages 13 and 16 (e.g. RESULTS_small.md for a CI-sized run, so it never overwrites the real one); stage 16 puts its plots in <stem>_figures/ next to it and its comparison in exp/compare_<tag><suffix> (RESULTS<suffix>.md)"
     "skip_compare|false|skip stage 16"
 )
 BOOL_OPTIONS="gpu_inference use_lm ignore_init_mismatch skip_packing skip_upload_hf hf_dry_run skip_compare"
