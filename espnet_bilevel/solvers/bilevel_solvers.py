@@ -188,6 +188,10 @@ class BLJUSTSolver(AbsSolver):
             A plan in passes follows the data: with twice the labeled utterances, twice the joint
             steps, as supervised training and fine-tuning get (the label-budget curve needs that).
             Each excludes its step count (n_explore / n_joint).
+        explore_from_epoch: first bilevel epoch with SSL exploration (default 1 = every epoch, as
+            Algorithm 1); the bilevel epochs before it make only their N2 joint steps.  Exploration
+            from a random start can hold the CTC path back for several epochs, which on small
+            labeled sets decides how good the run ends (egs2/mini_synth/asr1/README.md).
         finetune_epochs: number of final supervised epochs (0 = none).  Default 1.
         finetune_steps_per_epoch: null = one pass over the labeled set.
         finetune_lr_scale: τ/α.  Default 0.1 (the authors' code: 1e-5 after 1e-4).
@@ -203,6 +207,7 @@ class BLJUSTSolver(AbsSolver):
         n_joint: int = None,
         n_explore_passes: float = None,
         n_joint_passes: float = None,
+        explore_from_epoch: int = 1,
         finetune_epochs: int = 1,
         finetune_steps_per_epoch: int = None,
         finetune_lr_scale: float = 0.1,
@@ -222,6 +227,11 @@ class BLJUSTSolver(AbsSolver):
         for steps, passes in (("n_explore", "n_explore_passes"), ("n_joint", "n_joint_passes")):
             if getattr(self, steps) is not None and getattr(self, passes) is not None:
                 raise ValueError(f"solver_conf: give {steps} (steps) or {passes} (passes over the data), not both")
+        if isinstance(explore_from_epoch, bool) or not isinstance(explore_from_epoch, int) or explore_from_epoch < 1:
+            raise ValueError(
+                f"solver_conf.explore_from_epoch must be an integer >= 1 (a bilevel epoch), got {explore_from_epoch!r}"
+            )
+        self.explore_from_epoch = explore_from_epoch
         self.finetune_epochs = _positive_int_or_none("finetune_epochs", finetune_epochs) or 0
         self.finetune_steps_per_epoch = _positive_int_or_none(
             "finetune_steps_per_epoch", finetune_steps_per_epoch
@@ -243,9 +253,17 @@ class BLJUSTSolver(AbsSolver):
             )
         if isinstance(self.schedule, EpochLinearPenalty) and self.schedule.num_epochs is None:
             self.schedule.num_epochs = self.num_bilevel_epochs
+        if self.explore_from_epoch > self.num_bilevel_epochs and self._n_explore_per_epoch() > 0:
+            raise ValueError(
+                f"solver_conf.explore_from_epoch ({self.explore_from_epoch}) is after the last bilevel epoch "
+                f"({self.num_bilevel_epochs} = max_epoch - finetune_epochs): no SSL exploration would run; "
+                "use n_explore_passes: 0 to switch it off"
+            )
 
-    @property
-    def _n_explore(self) -> int:
+    def _n_explore(self, epoch: int) -> int:
+        return self._n_explore_per_epoch() if epoch >= self.explore_from_epoch else 0
+
+    def _n_explore_per_epoch(self) -> int:
         if self.n_explore_passes is not None:
             return _steps_of_passes(self.n_explore_passes, self.n_unlabeled)
         return self.n_unlabeled if self.n_explore is None else self.n_explore
@@ -271,7 +289,7 @@ class BLJUSTSolver(AbsSolver):
                 yield step
             return
         lower = lower_step()
-        for _ in range(self._n_explore):
+        for _ in range(self._n_explore(epoch)):
             yield lower
         for i in range(self._n_joint):
             yield joint_step(self.gamma(epoch, i), loss_scaling=self.loss_scaling)
@@ -279,7 +297,7 @@ class BLJUSTSolver(AbsSolver):
     def draws_per_epoch(self, epoch: int) -> Tuple[int, int]:
         if self.is_finetune_epoch(epoch):
             return self.finetune_steps_per_epoch or self.n_labeled, 0
-        return self._n_joint, self._n_explore + self._n_joint
+        return self._n_joint, self._n_explore(epoch) + self._n_joint
 
     def _num_steps(self, epoch: int, lab: int, unlab: int) -> int:
         return lab if self.is_finetune_epoch(epoch) else unlab

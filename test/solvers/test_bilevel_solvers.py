@@ -49,6 +49,28 @@ def test_bljust_plan_in_passes_follows_the_size_of_each_stream():
     assert Counter(phases(s, 1)) == {JOINT: 1}
 
 
+def test_bljust_explore_from_epoch_skips_exploration_before_it():
+    s = BLJUSTSolver(n_explore=3, n_joint=2, explore_from_epoch=3, finetune_epochs=1)
+    s.configure(max_epoch=5, n_labeled=2, n_unlabeled=6)
+    assert [phases(s, e) for e in (1, 2)] == [[JOINT] * 2] * 2
+    assert [phases(s, e) for e in (3, 4)] == [[LOWER] * 3 + [JOINT] * 2] * 2
+    assert phases(s, 5) == [UPPER] * 2
+    # the data drawn follows the plan (the trainer sizes its iterators from it)
+    assert [s.draws_per_epoch(e) for e in (1, 3)] == [(2, 2), (2, 5)]
+    # gamma counts epochs from the first bilevel epoch, not from the first exploration
+    assert s.gamma(1, 0) == 0.0 and s.gamma(3, 0) > 0.0
+
+
+def test_bljust_explore_from_epoch_must_fall_in_the_bilevel_epochs():
+    s = BLJUSTSolver(explore_from_epoch=4, finetune_epochs=2)
+    with pytest.raises(ValueError, match="explore_from_epoch \\(4\\) is after the last bilevel epoch \\(3"):
+        s.configure(max_epoch=5, n_labeled=1, n_unlabeled=1)
+    # without exploration the start epoch does not matter
+    s = BLJUSTSolver(n_explore_passes=0, explore_from_epoch=9, finetune_epochs=0)
+    s.configure(max_epoch=2, n_labeled=1, n_unlabeled=1)
+    assert phases(s, 1) == [JOINT]
+
+
 def test_bljust_gamma_follows_epoch_linear_schedule_exactly():
     s = BLJUSTSolver(n_explore=1, n_joint=2, finetune_epochs=1,
                      penalty_schedule_conf={"gamma_max": 3.0})
@@ -99,6 +121,8 @@ def test_bljust_finetune_lr_scale_only_in_finetune_epochs():
         ({"n_joint_passes": 0}, "n_joint_passes must be a number > 0"),
         ({"n_explore_passes": -0.5}, "n_explore_passes must be a number >= 0"),
         ({"n_joint_passes": "5"}, "n_joint_passes must be a number > 0"),
+        ({"explore_from_epoch": 0}, "explore_from_epoch must be an integer >= 1"),
+        ({"explore_from_epoch": 2.5}, "explore_from_epoch must be an integer >= 1"),
     ],
 )
 def test_bljust_bad_options(kwargs, msg):
