@@ -1003,9 +1003,9 @@ fi
 # one comparison per results file, so that stage 16 of another set of systems written to another
 # --results_file does not overwrite this one: RESULTS.md -> exp/compare_<tag>, RESULTS<suffix>.md ->
 # exp/compare_<tag><suffix> (RESULTS_birq_family.md -> compare_<tag>_birq_family), <other>.md -> compare_<tag>_<other>
-_results_stem=$(basename "${results_file}" .md)
-if [[ "${_results_stem}" == RESULTS* ]]; then _results_stem=${_results_stem#RESULTS}; else _results_stem=_${_results_stem}; fi
-compare_dir=${expdir}/compare_${asr_tag}${_results_stem}
+_compare_suffix=$(basename "${results_file}" .md)
+if [[ "${_compare_suffix}" == RESULTS* ]]; then _compare_suffix=${_compare_suffix#RESULTS}; else _compare_suffix=_${_compare_suffix}; fi
+compare_dir=${expdir}/compare_${asr_tag}${_compare_suffix}
 compared_runs() {
     # the runs that stage 16 compares for the current --system/--seeds, one "<system> <exp>" line each
     local i
