@@ -67,13 +67,13 @@ def test_bljust_step_log_follows_plan_and_gamma(tmp_path, tiny_corpus, tiny_stat
     exp = tmp_path / "exp"
     cfg = write_config(
         tmp_path / "bl.yaml", max_epoch=3, solver="bljust",
-        solver_conf={"n_explore": 2, "n_joint": 3, "finetune_epochs": 1,
+        solver_conf={"n_explore": 2, "n_joint": 3, "explore_from_epoch": 2, "finetune_epochs": 1,
                      "finetune_steps_per_epoch": 2, "penalty_schedule_conf": {"gamma_max": 2.0}},
     )
     run_task(train_cmd(tiny_corpus, tiny_stats, exp, cfg))
     e1, e2, e3 = (_steps(exp, e) for e in (1, 2, 3))
-    # K = 2 bilevel epochs: gamma_k = (k-1) * 2.0 / 2
-    assert [(s["phase"], s["gamma"]) for s in e1] == [("lower", 0.0)] * 2 + [("joint", 0.0)] * 3
+    # K = 2 bilevel epochs: gamma_k = (k-1) * 2.0 / 2; SSL exploration only from epoch 2 on
+    assert [(s["phase"], s["gamma"]) for s in e1] == [("joint", 0.0)] * 3
     assert [(s["phase"], s["gamma"]) for s in e2] == [("lower", 0.0)] * 2 + [("joint", 1.0)] * 3
     assert [s["phase"] for s in e3] == ["upper"] * 2
     # the fine-tuning lr is finetune_lr_scale (0.1) times the scheduler's lr
