@@ -7,9 +7,11 @@ import time
 import zipfile
 
 import pytest
+import yaml
 from conftest import output, run_recipe
 
-SYSTEMS = ("supervised", "ptft", "just", "bljust")
+# mini_synth's "all" (run.sh --all_systems): the four systems with the CPC and with the BiRQ lower level
+SYSTEMS = ("supervised", "ptft", "just", "bljust", "birq_ptft", "birq_just", "birq_bljust")
 
 
 @pytest.mark.slow
@@ -55,10 +57,34 @@ def test_small_end_to_end(recipe_copy):
         staged = sorted(str(p.relative_to(hf)) for p in hf.rglob("*") if p.is_file())
         assert sorted(names + ["README.md"]) == staged, "hf_upload must hold exactly the pack + card"
     assert "Penalty / weight schedule (gamma)" in (exp / "asr_bljust_raw_char" / "hf_upload" / "README.md").read_text()
-    assert (exp / "asr_pt_raw_char" / "valid.loss_ssl.best.pth").exists()
+    # the PT+FT systems: PT with their own loss, FT from the PT encoder after the PT run ended
+    for pt_run, ssl_loss, ft_system in (("pt", "cpc", "ptft"), ("birq_pt", "birq", "birq_ptft")):
+        assert (exp / f"asr_{pt_run}_raw_char" / "valid.loss_ssl.best.pth").exists()
+        pt_conf = yaml.safe_load((exp / f"asr_{pt_run}_raw_char" / "config.yaml").read_text())
+        assert pt_conf["solver"] == "pretrain" and pt_conf["ssl_loss"] == ssl_loss
+        ft_conf = yaml.safe_load((exp / f"asr_{ft_system}_raw_char" / "config.yaml").read_text())
+        assert ft_conf["solver"] == "supervised"
+        assert ft_conf["init_param"] == [f"exp_small/asr_{pt_run}_raw_char/valid.loss_ssl.best.pth:encoder:encoder"]
+        assert proc.stderr.index(f"stage 11: {pt_run} finished") < proc.stderr.index(f"stage 11: training {ft_system} ")
+    # the joint systems: their own configs, the solver from scripts/systems.sh, the loss by family
+    for system, solver, conf, ssl_loss in (("just", "weighted_sum", "weighted_sum", "cpc"),
+                                           ("bljust", "bljust", "bljust", "cpc"),
+                                           ("birq_just", "weighted_sum", "weighted_sum_birq", "birq"),
+                                           ("birq_bljust", "bljust", "bljust_birq", "birq")):
+        cfg = yaml.safe_load((exp / f"asr_{system}_raw_char" / "config.yaml").read_text())
+        assert cfg["solver"] == solver and cfg["ssl_loss"] == ssl_loss, system
+        assert cfg["train_unlab_data_path_and_name_and_type"], system
+        assert f"conf/tiny/{conf}.yaml" in proc.stderr
+    assert yaml.safe_load((exp / "asr_birq_bljust_raw_char" / "config.yaml").read_text())[
+        "ssl_loss_conf"]["anchor_weight"] == 2.4  # the BiRQ block of conf/tiny/bljust_birq.yaml
+    card = (exp / "asr_birq_bljust_raw_char" / "hf_upload" / "README.md").read_text()
+    assert "BiRQ" in card and "Penalty / weight schedule" in card
+    # the comparison plots the losses of the BL-JUST systems (solver bljust), not of the others
     cmp_dir = exp / "compare_raw_char_small"
-    for png in ("dev_cer_vs_wall_time.png", "bljust_losses.png"):
+    assert sorted(p.name for p in cmp_dir.glob("*_losses.png")) == ["birq_bljust_losses.png", "bljust_losses.png"]
+    for png in ("dev_cer_vs_wall_time.png", "bljust_losses.png", "birq_bljust_losses.png"):
         assert (cmp_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![birq_bljust_losses](RESULTS_small_figures/birq_bljust_losses.png)" in results
     assert list((exp / "asr_bljust_raw_char" / "steps").glob("epoch*.jsonl"))
 
     # a second run does nothing expensive: every stage finds its outputs

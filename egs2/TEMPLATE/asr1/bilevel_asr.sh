@@ -32,7 +32,7 @@
 #  15  HF upload       model card + pack (or --hf_dry_run) -> huggingface.co/<hf_repo> | <exp>/hf_upload/
 #  16  compare         espnet_bilevel.bin.compare_systems -> exp/compare_<tag>[<suffix>]/*.{md,png}, ./<results_file>
 #
-# Systems (--system, space-separated or "all" = supervised ptft just bljust):
+# Systems (--system, space-separated or "all" = --all_systems, by default supervised ptft just bljust):
 #   supervised  labeled data only                       exp/asr_supervised_<tag>
 #   ptft        SSL pre-training on the unlabeled set,  exp/asr_pt_<tag>, then supervised fine-tuning
 #               then supervised FT (--init_param)       exp/asr_ptft_<tag>
@@ -107,7 +107,8 @@ OPTION_SPEC=(
     "valid_set||validation set (required)"
     "test_sets||sets to decode, space-separated (required for stages 12-16)"
     "train_unlab_set||unlabeled training set (needed by every system but supervised)"
-    "system|all|systems to train/decode: all (= supervised ptft just bljust) or any of: supervised just bljust birq_just birq_bljust ptft bestrq_ptft birq_ptft hubert_ptft (scripts/systems.sh)"
+    "system|all|systems to train/decode: all (= --all_systems) or any of: supervised just bljust birq_just birq_bljust ptft bestrq_ptft birq_ptft hubert_ptft (scripts/systems.sh)"
+    "all_systems|supervised ptft just bljust|the systems that --system all stands for (a recipe's run.sh may set its own set, e.g. mini_synth adds the BiRQ family)"
     "seeds||train every system once per seed, e.g. \"1 2 3\" (--seed <k>, exp dirs <exp>_seed<k>; stage 16 reports mean ± std); empty: one run with the config's seed"
     "asr_config||training config when --system names ONE system (PT+FT systems: the FT config)"
     "supervised_config|conf/supervised.yaml|config of the supervised system"
@@ -238,7 +239,7 @@ rerun_hint="fix the problem and rerun with --stage 0 (finished stages are not re
 # publish_figures, figure_links (plots next to the recipe-level results file)
 # shellcheck source=scripts/results_figures.sh
 . scripts/results_figures.sh
-# CORE_SYSTEMS, KNOWN_SYSTEMS, pt_run_of, system_of_run, config_opt_of, solver_of, is_pt_run, is_joint_run
+# KNOWN_SYSTEMS, pt_run_of, system_of_run, config_opt_of, solver_of, is_pt_run, is_joint_run
 # shellcheck source=scripts/systems.sh
 . scripts/systems.sh
 
@@ -274,18 +275,21 @@ case ${fs} in
 esac
 [[ ${fs_hz} =~ ^[0-9]+$ ]] || die "--fs must look like 16k or 16000, got '${fs}'"
 
-# systems: "all" is the four core systems; the others are selected by name (tables: scripts/systems.sh)
+# systems: "all" is --all_systems (default: the four core systems of scripts/systems.sh); the
+# others are selected by name (tables: scripts/systems.sh)
+system_opt=system
 if [ "${system}" = all ]; then
-    read -ra systems <<< "${CORE_SYSTEMS}"
+    system_opt=all_systems
+    read -ra systems <<< "${all_systems}"
 else
     read -ra systems <<< "${system}"
 fi
-[ "${#systems[@]}" -gt 0 ] || die "--system is empty"
+[ "${#systems[@]}" -gt 0 ] || die "--${system_opt} is empty"
 for _s in "${systems[@]}"; do
     [[ " ${KNOWN_SYSTEMS} " == *" ${_s} "* ]] \
-        || die "--system: unknown system '${_s}' (use all or any of: ${KNOWN_SYSTEMS})"
+        || die "--${system_opt}: unknown system '${_s}' (use all or any of: ${KNOWN_SYSTEMS})"
 done
-[ "$(printf '%s\n' "${systems[@]}" | sort | uniq -d)" = "" ] || die "--system names a system twice: ${system}"
+[ "$(printf '%s\n' "${systems[@]}" | sort | uniq -d)" = "" ] || die "--${system_opt} names a system twice: ${!system_opt}"
 if [ -n "${asr_config}" ] || [ -n "${asr_exp}" ]; then
     [ "${#systems[@]}" -eq 1 ] || die "--asr_config/--asr_exp need --system to name exactly one system"
     if [ -n "${asr_config}" ]; then

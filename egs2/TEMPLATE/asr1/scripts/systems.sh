@@ -4,7 +4,7 @@
 # scripts such as mini_synth's label_budget.sh). A new system is one line in one of the two tables.
 #
 # What this defines:
-#   CORE_SYSTEMS, KNOWN_SYSTEMS          "all", and every name --system accepts
+#   KNOWN_SYSTEMS                        every name --system accepts ("all" is bilevel_asr.sh's --all_systems)
 #   pt_run_of[<system>]                  the PT run of a PT+FT system (ptft -> pt, birq_ptft -> birq_pt)
 #   system_of_run[<PT run>]              the PT+FT system a PT run belongs to
 #   config_opt_of[<run>]                 the option (variable) holding the config of a training run
@@ -33,7 +33,6 @@ PTFT_SPEC=(
     "birq_ptft|birq_pt|birq_pt_config|ft_config|stage11"
     "hubert_ptft|hubert_pt|hubert_pt_config|hubert_ft_config|scripts/hubert_ptft.sh"
 )
-CORE_SYSTEMS="supervised ptft just bljust"
 
 KNOWN_SYSTEMS=""
 declare -A pt_run_of=() system_of_run=() config_opt_of=() solver_of_run=() ptft_script_of=()
