@@ -28,6 +28,8 @@ too. Not included (printed separately): the ESPnet import, model loading, readin
   s2t_greedy   Speech2Text per utterance, conf/decode_ctc_greedy.yaml (beam 1, ctc_weight 1.0)
   s2t_beam10   Speech2Text per utterance, conf/decode_ctc_beam10.yaml (CTC prefix beam search)
   ctc_bs1      CTC best path per utterance: model.encode -> ctc.argmax -> collapse -> drop blanks
+               (espnet_bilevel.decoding.ctc_best_path, what stage 12 runs with
+               --inference_config conf/decode_ctc_bestpath.yaml)
   batched      the same in length-sorted padded batches of --batch_size utterances
 
 ESPnet 202511 has no batched decoding: ``asr_inference`` raises NotImplementedError("batch
@@ -76,7 +78,8 @@ def find_recipe_dir(model_dir: Path, config: dict) -> Path:
 
 
 def best_path(model, speech_list, torch):
-    """CTC best path of a list of 1-D float32 tensors, decoded as one padded batch."""
+    """CTC best path of a list of 1-D float32 tensors, decoded as one padded batch (the batched mode
+    only: per utterance, the package's CTCBestPathDecoder is timed)."""
     lengths = torch.tensor([len(x) for x in speech_list])
     speech = torch.nn.utils.rnn.pad_sequence(speech_list, batch_first=True)
     enc, enc_lens = model.encode(speech, lengths)
@@ -148,8 +151,12 @@ def main():
     def run_s2t(which, subset):
         return [s2t[which](w)[0][2] for _, w in subset]
 
+    from espnet_bilevel.decoding.ctc_best_path import CTCBestPathDecoder
+
+    best_path_decoder = CTCBestPathDecoder(next(iter(s2t.values())))
+
     def run_bs1(subset):
-        return [best_path(model, [w], torch)[0] for _, w in subset]
+        return [best_path_decoder(w)[2] for _, w in subset]
 
     def run_batched(subset):
         order = sorted(range(len(subset)), key=lambda i: -len(subset[i][1]))

@@ -163,6 +163,20 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     assert "| supervised |" in other_results and "seed1" not in other_results
     assert "| supervised | 2 |" in (recipe / "RESULTS_small.md").read_text()
 
+    # CTC best-path decoding of the same models (decode_many, its own inference tag), scored like the rest
+    proc = run_recipe(recipe, "--small", "true", "--system", "supervised", "--seeds", "1 2", "--stage", "12",
+                      "--stop_stage", "13", "--inference_config", "conf/decode_ctc_bestpath.yaml", timeout=300)
+    assert proc.returncode == 0, output(proc)[-4000:]
+    bp = "decode_decode_ctc_bestpath_valid.cer_ctc.ave"
+    assert "CTC best path" in (exp / "decode_jobs" / "raw_char" / bp / "supervised_seeds_1_2" / "decode.1.log").read_text()
+    for k in (1, 2):
+        e = exp / f"asr_supervised_raw_char_seed{k}"
+        for dset in ("dev", "test"):
+            keys = [line.split()[0] for line in (e / bp / dset / "text").read_text().splitlines()]
+            assert keys == [line.split()[0] for line in (e / DECODE / dset / "text").read_text().splitlines()]
+            assert json.loads((e / bp / dset / "scoring" / "result.json").read_text())
+        assert "conf/decode_ctc_bestpath.yaml" in (e / "RESULTS.md").read_text()
+
 
 # A test double of scripts/hubert_ptft.sh: records its arguments, fakes the PT half (a wall time of
 # 5 s) and fine-tunes a stock ESPnet model with espnet2.bin.asr_train, as the real script's FT half.

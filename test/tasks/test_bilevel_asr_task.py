@@ -154,10 +154,19 @@ def test_hubert_channel_masks_never_round_to_zero_spans(config):
 
 @pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO))
                                           for p in (REPO / "conf").glob("decode*.yaml")))
-def test_every_shipped_decode_config_is_valid_for_asr_inference(config):
+def test_every_shipped_decode_config_is_valid_for_its_decoder(config):
+    """A ctc_best_path config is for decode_many's best-path decoder, every other one for asr_inference."""
+    from espnet_bilevel.bin.decode_many import best_path_device
+
+    path = REPO / config
+    device = best_path_device(["--config", str(path), "--ngpu", "0", "--batch_size", "1"], path)
+    if "ctc_best_path" in yaml.safe_load(path.read_text()):
+        assert device == "cpu"
+        return
+    assert device is None
     from espnet2.bin.asr_inference import get_parser
 
-    args = get_parser().parse_args(["--config", str(REPO / config), "--output_dir", "x",
+    args = get_parser().parse_args(["--config", str(path), "--output_dir", "x",
                                     "--data_path_and_name_and_type", "a,speech,sound"])
     assert args.beam_size >= 1
 

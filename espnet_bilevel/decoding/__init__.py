@@ -1,0 +1,1 @@
+"""Decoding without ESPnet's beam search: CTC best path (``ctc_best_path``)."""
