@@ -57,6 +57,7 @@ instead of hand copies:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -113,8 +114,10 @@ def read_scores(exp: Path, decode_dir: str, sets: List[str]) -> Dict[str, Dict[s
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def read_config(exp: Path) -> dict:
-    """exp/config.yaml as a dict ({} if the dir has none)."""
+    """exp/config.yaml as a dict ({} if the dir has none); parsed once per run (seed and solver both
+    come from it). Callers must not modify the dict."""
     p = exp / "config.yaml"
     if not p.is_file():
         return {}
