@@ -24,7 +24,7 @@ failed decoding.
 
 A ``--config`` that says ``ctc_best_path: true`` (conf/decode_ctc_bestpath.yaml) selects CTC best-path
 decoding (espnet_bilevel.decoding.ctc_best_path) instead of ESPnet's beam search: the same output
-files, ~17x faster than ESPnet's beam-1 search. Of the other options it uses ``--ngpu`` and accepts
+files, 8-14x faster than ESPnet's beam-1 search on the mini models. Of the other options it uses ``--ngpu`` and accepts
 ``--batch_size 1``; anything else (an LM, beam options) is an error, since best path would ignore it.
 """
 from __future__ import annotations

@@ -9,9 +9,9 @@ Usage (what ``espnet_bilevel.bin.decode_many`` does when its ``--config`` says `
 Best path = argmax of the CTC posteriors per encoder frame, repeats collapsed, blanks dropped. It
 is not what ESPnet 202511 calls greedy: ``asr_inference`` with ``beam_size: 1`` runs its prefix
 beam search with one hypothesis, which scores the CTC prefix probability of every vocabulary entry
-over all frames once per output token (bench/decode_rtf.py: 17x slower on the mini models). The two
+over all frames once per output token (bench/decode_rtf.py: 8-14x slower on the mini models). The two
 can differ on an utterance (the prefix search sums over alignments, best path follows one); their
-error rates were within a point of each other on the mini_synth models (egs2/mini_synth/asr1/README.md).
+mean test WERs per system differ by -2.2 to +1.3 points on the mini_synth models (README.md, Benchmarks).
 
 Everything but the search is ESPnet's own, so that the outputs are interchangeable with
 ``asr_inference``'s: the model, its token list and text converter come from ``Speech2Text``, the data
