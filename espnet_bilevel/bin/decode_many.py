@@ -81,8 +81,10 @@ def best_path_device(extra: List[str], config: Path) -> Optional[str]:
     return "cuda" if int(opts.get("--ngpu", "0")) > 0 else "cpu"
 
 
-def decode_one(job: List[str], extra: List[str], best_path_device: Optional[str] = None,
-               decoders: Optional[dict] = None) -> float:
+def decode_one(job: List[str], extra: List[str], device: Optional[str] = None,
+               loaded: Optional[dict] = None) -> float:
+    """Decode one job; ``device`` set = CTC best path on it (``loaded`` keeps the last model, which
+    the next job of the same system reuses: jobs come grouped by model), else asr_inference."""
     out_dir, config, model, wav_scp, key_file, data_type = job
     final = Path(out_dir)
     if (final / "1best_recog" / "text").is_file():
@@ -92,13 +94,14 @@ def decode_one(job: List[str], extra: List[str], best_path_device: Optional[str]
     if tmp.exists():
         shutil.rmtree(tmp)
     start = time.perf_counter()
-    if best_path_device is not None:
+    if device is not None:
         from espnet_bilevel.decoding.ctc_best_path import CTCBestPathDecoder, decode_to_dir
 
-        decoders = {} if decoders is None else decoders
-        if (config, model) not in decoders:  # a model decodes several sets: load it once
-            decoders[(config, model)] = CTCBestPathDecoder.from_files(config, model, device=best_path_device)
-        decode_to_dir(decoders[(config, model)], wav_scp, data_type, key_file, tmp)
+        loaded = {} if loaded is None else loaded
+        if loaded.get("key") != (config, model):  # one model in memory at a time
+            loaded.clear()
+            loaded.update(key=(config, model), decoder=CTCBestPathDecoder.from_files(config, model, device=device))
+        decode_to_dir(loaded["decoder"], wav_scp, data_type, key_file, tmp)
     else:
         from espnet2.bin.asr_inference import main as asr_inference_main
 
@@ -134,10 +137,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         device = best_path_device(extra, config)
         if device is not None:
             print(f"decode_many: CTC best path ({config}) on {device}", file=sys.stderr)
-    decoders: dict = {}
+    loaded: dict = {}
     t0 = time.perf_counter()
     for job in jobs:
-        seconds = decode_one(job, extra, device, decoders)
+        seconds = decode_one(job, extra, device, loaded)
         print(f"decode_many: {job[0]}: {seconds:.1f} s", file=sys.stderr)
     print(f"decode_many: {len(jobs)} decodings in {time.perf_counter() - t0:.1f} s (after imports)", file=sys.stderr)
     return 0
