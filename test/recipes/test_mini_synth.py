@@ -10,8 +10,9 @@ import pytest
 import yaml
 from conftest import output, run_recipe
 
-# mini_synth's "all" (run.sh --all_systems): the four systems with the CPC and with the BiRQ lower level
-SYSTEMS = ("supervised", "ptft", "just", "bljust", "birq_ptft", "birq_just", "birq_bljust")
+# mini_synth's "all" (run.sh --all_systems): the four systems with the CPC and with the BiRQ lower
+# level, and ESPnet's own HuBERT PT+FT (scripts/hubert_ptft.sh) as the reference row
+SYSTEMS = ("supervised", "ptft", "just", "bljust", "birq_ptft", "birq_just", "birq_bljust", "hubert_ptft")
 
 
 @pytest.mark.slow
@@ -57,6 +58,11 @@ def test_small_end_to_end(recipe_copy):
         staged = sorted(str(p.relative_to(hf)) for p in hf.rglob("*") if p.is_file())
         assert sorted(names + ["README.md"]) == staged, "hf_upload must hold exactly the pack + card"
     assert "Penalty / weight schedule (gamma)" in (exp / "asr_bljust_raw_char" / "hf_upload" / "README.md").read_text()
+    # the HuBERT reference: ESPnet's own pre-training, then a stock ESPnet ASR fine-tuning from it
+    hubert_pt = yaml.safe_load((exp / "asr_hubert_pt_raw_char" / "config.yaml").read_text())
+    assert hubert_pt["encoder"] == "torchaudio_hubert" and "solver" not in hubert_pt
+    hubert_ft = yaml.safe_load((exp / "asr_hubert_ptft_raw_char" / "config.yaml").read_text())
+    assert hubert_ft["encoder"] == "torchaudiohubert" and "solver" not in hubert_ft
     # the PT+FT systems: PT with their own loss, FT from the PT encoder after the PT run ended
     for pt_run, ssl_loss, ft_system in (("pt", "cpc", "ptft"), ("birq_pt", "birq", "birq_ptft")):
         assert (exp / f"asr_{pt_run}_raw_char" / "valid.loss_ssl.best.pth").exists()

@@ -59,8 +59,9 @@ def test_every_recipe_all_systems_names_known_systems():
         m = re.search(r'--all_systems "([^"]+)"', run_sh.read_text())
         if m:
             found[run_sh.parent.parent.name] = m.group(1).split()
-    # the embedded recipe runs the BiRQ family next to the core systems (egs2/mini_synth/asr1/README.md)
-    assert found["mini_synth"] == ["supervised", "ptft", "just", "bljust", "birq_ptft", "birq_just", "birq_bljust"]
+    # the embedded recipe runs the BiRQ family and the HuBERT reference next to the core systems
+    assert found["mini_synth"] == ["supervised", "ptft", "just", "bljust", "birq_ptft", "birq_just", "birq_bljust",
+                                   "hubert_ptft"]
     pt_runs = {row[3] for row in rows.values() if row[3]}  # halves of PT+FT systems, not systems
     for recipe, systems in found.items():
         assert set(systems) <= set(rows) - pt_runs, (recipe, set(systems) - (set(rows) - pt_runs))

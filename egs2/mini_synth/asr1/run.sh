@@ -4,9 +4,10 @@
 #
 # The embedded recipe: an espeak-ng corpus synthesized on the fly (local/data.sh), and the four
 # systems (supervised, PT+FT, JUST, BL-JUST) with two lower-level losses, BL-JUST's own CPC/InfoNCE
-# (ptft just bljust) and BiRQ (birq_ptft birq_just birq_bljust), trained, decoded, scored, packed,
-# staged for Hugging Face (dry run) and compared in RESULTS.md. One family: --system "supervised
-# birq_ptft birq_just birq_bljust"; PT+FT with BEST-RQ pre-training: --system bestrq_ptft.
+# (ptft just bljust) and BiRQ (birq_ptft birq_just birq_bljust), plus ESPnet's own HuBERT PT+FT
+# (hubert_ptft), trained, decoded, scored, packed, staged for Hugging Face (dry run) and compared in
+# RESULTS.md. One family: --system "supervised birq_ptft birq_just birq_bljust"; PT+FT with
+# BEST-RQ pre-training: --system bestrq_ptft.
 #   default      conf/mini/*.yaml, 60 labeled / 600 unlabeled utterances; dirs data/ dump/ exp/
 #   --small true conf/tiny/*.yaml, 16 / 24 utterances (CI, a few minutes); dirs data_small/ dump_small/ exp_small/
 set -euo pipefail
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
         --small) [ $# -ge 2 ] || { echo "run.sh: --small needs a value (true|false)" >&2; exit 2; }
                  small=$2; shift 2 ;;
         --help|-h)
-            sed -n '2,11p' "$self" | sed 's/^# \{0,1\}//'
+            sed -n '2,12p' "$self" | sed 's/^# \{0,1\}//'
             echo
             echo "Recipe options:"
             echo "  --small                true: CI-sized corpus and tiny models [false]"
@@ -46,7 +47,7 @@ export_run_cmd "${orig_args[@]}"
     --datadir "data${suffix}" --dumpdir "dump${suffix}" --expdir "exp${suffix}" \
     --train_set train_labeled --train_unlab_set train_unlabeled --valid_set dev --test_sets "dev test" \
     --ngpu 0 --nj 2 --inference_nj 2 --train_jobs "${train_jobs}" \
-    --all_systems "supervised ptft just bljust birq_ptft birq_just birq_bljust" \
+    --all_systems "supervised ptft just bljust birq_ptft birq_just birq_bljust hubert_ptft" \
     --token_type char --fs 16k --min_wav_duration 0.1 --max_wav_duration 20 \
     --supervised_config "conf/${scale}/supervised.yaml" --pt_config "conf/${scale}/pretrain.yaml" \
     --bestrq_pt_config "conf/${scale}/pretrain_bestrq.yaml" --birq_pt_config "conf/${scale}/pretrain_birq.yaml" \
