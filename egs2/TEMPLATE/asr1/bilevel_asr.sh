@@ -49,11 +49,11 @@
 # With --seeds "1 2 3" every system is trained once per seed (exp dirs get _seed<k>) and stage 16
 # reports mean ± std over the seeds.
 #
-# Measured cost on a 2-core CPU (mini_synth --small true, tiny models; 2 min 17 s for stages 1-16):
-# each Python process that imports ESPnet pays ~17 s of start-up. Stages 1-4: 3 s; 5: 5 s;
-# 10: 20 s; 11: ~20 s per training run (5 runs for --system all, 50 s with --train_jobs 2);
-# 12: 38 s (one export process + --inference_nj decoding processes for all systems and sets);
-# 13: 2 s; 14: 10 s; 15: 1 s; 16: 4 s. Full numbers: egs2/mini_synth/asr1/README.md.
+# Measured cost on a 2-core CPU (mini_synth --small true, tiny models, its eight systems; 5 min 35 s
+# for stages 1-16 with two other trainings on the cores): each Python process that imports ESPnet
+# pays ~17 s of start-up. Stages 1-4: 2 s; 5: 8 s; 10: 27 s; 11: ~20-40 s per training run (10 runs,
+# 199 s with --train_jobs 2); 12: 64 s (one export process + --inference_nj decoding processes for all
+# systems and sets); 13: 3 s; 14: 21 s; 15: 2 s; 16: 5 s. Full numbers: egs2/TEMPLATE/asr1/README.md.
 # --feats_type fbank: stages 1-4 take 11 s (one round of --nj extraction jobs for all sets, each
 # paying ~3.5 s of torch start-up); --system bljust --stop_stage 13 took 2 min 32 s in total.
 set -eEuo pipefail
