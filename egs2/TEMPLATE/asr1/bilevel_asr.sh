@@ -108,7 +108,7 @@ OPTION_SPEC=(
     "test_sets||sets to decode, space-separated (required for stages 12-16)"
     "train_unlab_set||unlabeled training set (needed by every system but supervised)"
     "system|all|systems to train/decode: all (= --all_systems) or any of: supervised just bljust birq_just birq_bljust ptft bestrq_ptft birq_ptft hubert_ptft (scripts/systems.sh)"
-    "all_systems|supervised ptft just bljust|the systems that --system all stands for (a recipe's run.sh may set its own set, e.g. mini_synth adds the BiRQ family)"
+    "all_systems|supervised ptft just bljust|the systems that --system all stands for (a recipe's run.sh may set its own set, e.g. mini_synth adds the BiRQ family and hubert_ptft)"
     "seeds||train every system once per seed, e.g. \"1 2 3\" (--seed <k>, exp dirs <exp>_seed<k>; stage 16 reports mean ± std); empty: one run with the config's seed"
     "asr_config||training config when --system names ONE system (PT+FT systems: the FT config)"
     "supervised_config|conf/supervised.yaml|config of the supervised system"
