@@ -112,5 +112,8 @@ def test_fbank_extraction_error_names_the_file(recipe_copy):
     proc = run_recipe(d, "--small", "true", "--feats_type", "fbank", "--stage", "3", "--stop_stage", "3",
                       timeout=300)
     assert proc.returncode == 0, output(proc)
+    # the default --system all of mini_synth names hubert_ptft, which reads waveforms: left out, said so
+    assert ("--system all with --feats_type fbank: leaving out hubert_ptft (its script scripts/hubert_ptft.sh"
+            " reads waveforms" in proc.stderr), output(proc)
     assert "dump_small/fbank/org/dev/feats.scp exists; skipped" in proc.stderr
     assert (d / "dump_small/fbank/test/feats.scp").is_file()

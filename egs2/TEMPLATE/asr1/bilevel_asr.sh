@@ -108,7 +108,7 @@ OPTION_SPEC=(
     "test_sets||sets to decode, space-separated (required for stages 12-16)"
     "train_unlab_set||unlabeled training set (needed by every system but supervised)"
     "system|all|systems to train/decode: all (= --all_systems) or any of: supervised just bljust birq_just birq_bljust ptft bestrq_ptft birq_ptft hubert_ptft (scripts/systems.sh)"
-    "all_systems|supervised ptft just bljust|the systems that --system all stands for (a recipe's run.sh may set its own set, e.g. mini_synth adds the BiRQ family and hubert_ptft)"
+    "all_systems|supervised ptft just bljust|the systems that --system all stands for (a recipe's run.sh may set its own set, e.g. mini_synth adds the BiRQ family and hubert_ptft; --feats_type fbank leaves out hubert_ptft)"
     "seeds||train every system once per seed, e.g. \"1 2 3\" (--seed <k>, exp dirs <exp>_seed<k>; stage 16 reports mean ± std); empty: one run with the config's seed"
     "asr_config||training config when --system names ONE system (PT+FT systems: the FT config)"
     "supervised_config|conf/supervised.yaml|config of the supervised system"
@@ -281,6 +281,19 @@ system_opt=system
 if [ "${system}" = all ]; then
     system_opt=all_systems
     read -ra systems <<< "${all_systems}"
+    # a scripted PT+FT system reads waveforms; with --feats_type fbank "all" means every system
+    # that can train on filterbanks (naming one in --system still fails, below)
+    if [ "${feats_type}" != raw ]; then
+        _kept=()
+        for _s in "${systems[@]}"; do
+            if [ -n "${ptft_script_of[${_s}]:-}" ]; then
+                log "--system all with --feats_type ${feats_type}: leaving out ${_s} (its script ${ptft_script_of[${_s}]} reads waveforms; it needs --feats_type raw)"
+            else
+                _kept+=("${_s}")
+            fi
+        done
+        systems=("${_kept[@]}")
+    fi
 else
     read -ra systems <<< "${system}"
 fi
