@@ -41,7 +41,7 @@
 #   birq_ptft   ptft with BiRQ pre-training             exp/asr_birq_pt_<tag>, exp/asr_birq_ptft_<tag>
 #               (--birq_pt_config)
 #   hubert_ptft ESPnet's HuBERT PT+FT as a reference,   exp/asr_hubert_pt_<tag>, exp/asr_hubert_ptft_<tag>
-#               run by scripts/hubert_ptft.sh (raw audio only; not part of "all")
+#               run by scripts/hubert_ptft.sh (raw audio only; in mini_synth's "all", not in the default --all_systems)
 #   just        JUST: weighted sum of CTC + SSL losses   exp/asr_just_<tag>
 #   bljust      BL-JUST: penalty-based bilevel training exp/asr_bljust_<tag>
 #   birq_just   just with the BiRQ loss                 exp/asr_birq_just_<tag> (--birq_just_config)
