@@ -495,25 +495,32 @@ def markdown_paired(pairs: List[dict], unpaired: List[str], sets: List[str]) -> 
     if not pairs and not unpaired:
         return ""
     head = ["B vs A", "seeds"] + [f"{s}: WER(B) - WER(A)" for s in sets]
-    lines = ["## Paired by seed", "",
-             "Per seed, WER(B) - WER(A) in % points: mean ± sample std over the seeds (negative: B is "
-             "better), in brackets the seeds on which B is better and the two-sided paired t-test p-value "
-             "(n - 1 degrees of freedom; p < 0.05 needs a difference that is large against its "
-             "seed-to-seed spread).", "",
+    lines = ["## Paired by seed", "", PAIRED_EXPLAINED, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for e in pairs:
-        cells = [f"{e['b']} vs {e['a']}", ", ".join(map(str, e["seeds"]))]
-        for s in sets:
-            w = e["wer"][s]
-            if w is None:
-                cells.append("-")
-                continue
-            p = "-" if w["p"] is None else (f"{w['p']:.3f}" if w["p"] >= 0.001 else "< 0.001")
-            cells.append(f"{fmt_mean_std(w['mean'], w['std'])} ({w['b_better']}/{len(w['diffs'])}, p {p})")
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(paired_cells(e, sets)) + " |" for e in pairs]
     if unpaired:
         lines += ["", "Not paired: " + "; ".join(unpaired) + "."]
     return "\n".join(lines) + "\n"
+
+
+PAIRED_EXPLAINED = (
+    "Per seed, WER(B) - WER(A) in % points: mean ± sample std over the seeds (negative: B is "
+    "better), in brackets the seeds on which B is better and the two-sided paired t-test p-value "
+    "(n - 1 degrees of freedom; p < 0.05 needs a difference that is large against its "
+    "seed-to-seed spread).")
+
+
+def paired_cells(e: dict, sets: List[str]) -> List[str]:
+    """One row of a paired-by-seed table: "B vs A", the seeds, and per set the difference cell."""
+    cells = [f"{e['b']} vs {e['a']}", ", ".join(map(str, e["seeds"]))]
+    for s in sets:
+        w = e["wer"][s]
+        if w is None:
+            cells.append("-")
+            continue
+        p = "-" if w["p"] is None else (f"{w['p']:.3f}" if w["p"] >= 0.001 else "< 0.001")
+        cells.append(f"{fmt_mean_std(w['mean'], w['std'])} ({w['b_better']}/{len(w['diffs'])}, p {p})")
+    return cells
 
 
 def aggregate(name: str, runs: List[dict], sets: List[str]) -> dict:

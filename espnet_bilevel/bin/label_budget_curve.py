@@ -10,10 +10,15 @@ Usage (egs2/mini_synth/asr1/local/label_budget.sh, last stage):
 
 Each ``--point SYSTEM:N=DIR`` is one trained system at label budget N (DIR as in compare_systems:
 DIR/<decode_dir>/<set>/scoring/result.json). Several DIRs (comma-separated, e.g. seeds) make the
-cell a mean ± std. Writes <out_dir>/label_budget.md (table: rows = budgets, columns = systems,
-WER and CER per set), label_budget.json and label_budget_wer.png (WER on --plot_set against N,
-log-scale x axis, one line per system, error bars when several runs). Exit 1 with "ERROR: ..."
-when a result file is missing.
+cell a mean ± std. Writes <out_dir>/label_budget.md, label_budget.json and label_budget_wer.png
+(WER on --plot_set against N, log-scale x axis, one line per system, error bars when several runs).
+label_budget.md has, rows = budgets:
+  * the --plot_set WER of every system (what the plot shows) and the number of runs per cell;
+  * WER and CER of every system on every set;
+  * with several seeded runs per cell (training seed from DIR/config.yaml), per budget and pair of
+    systems the paired-by-seed difference WER(B) - WER(A), as compare_systems reports it: mean ±
+    std, on how many seeds B is better, paired t-test p (also in label_budget_paired.json).
+Exit 1 with "ERROR: ..." when a result file is missing.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_bilevel.bin.compare_systems import CompareError, fmt_mean_std, mean_std, read_scores
+from espnet_bilevel.bin.compare_systems import (PAIRED_EXPLAINED, CompareError, fmt_mean_std, mean_std,
+                                                 paired_by_seed, paired_cells, read_scores, seed_of)
 
 
 def _point(value: str) -> Tuple[str, int, List[Path]]:
@@ -36,11 +42,15 @@ def _point(value: str) -> Tuple[str, int, List[Path]]:
     return system, int(n), [Path(p) for p in parts]
 
 
-def collect(points, decode_dir: str, sets: List[str]) -> Dict[str, Dict[int, dict]]:
-    """{system: {budget: {set: {metric: (mean, std, n_runs)}}}}"""
+def collect(points, decode_dir: str, sets: List[str]) -> Tuple[Dict[str, Dict[int, dict]], Dict[int, list]]:
+    """({system: {budget: {set: {metric: (mean, std, n_runs)}}}},
+    {budget: [compare_systems rows {"system", "runs": [{"seed", "scores"}]}]} for the paired tables)"""
     table: Dict[str, Dict[int, dict]] = {}
+    rows: Dict[int, list] = {}
     for system, n, dirs in points:
         runs = [read_scores(d, decode_dir, sets) for d in dirs]
+        rows.setdefault(n, []).append(
+            {"system": system, "runs": [{"seed": seed_of(d), "scores": r} for d, r in zip(dirs, runs)]})
         cell = {}
         for s in sets:
             cell[s] = {}
@@ -48,7 +58,43 @@ def collect(points, decode_dir: str, sets: List[str]) -> Dict[str, Dict[int, dic
                 m, sd = mean_std([r[s][metric] for r in runs])
                 cell[s][metric] = (m, sd, len(runs))
         table.setdefault(system, {})[n] = cell
-    return table
+    return table, rows
+
+
+def paired_per_budget(rows: Dict[int, list], sets: List[str]) -> Dict[int, Tuple[List[dict], List[str]]]:
+    """{budget: (pairs, unpaired)} for the budgets where some system has several seeded runs."""
+    return {n: paired_by_seed(rows[n], sets) for n in sorted(rows)}
+
+
+def markdown_plot_set(table, plot_set: str) -> str:
+    """Rows = budgets, one column per system: the --plot_set WER (the plotted numbers) and the runs."""
+    systems = list(table)
+    budgets = sorted({n for per in table.values() for n in per})
+    head = ["labeled utts"] + [f"{sys_} {plot_set} WER" for sys_ in systems] + ["runs per cell"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in budgets:
+        cells = [table[sys_].get(n) for sys_ in systems]
+        wer = [fmt_mean_std(*c[plot_set]["wer"][:2]) if c else "-" for c in cells]
+        runs = sorted({c[plot_set]["wer"][2] for c in cells if c})
+        lines.append("| " + " | ".join([str(n)] + wer + ["/".join(map(str, runs))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_paired_per_budget(paired: Dict[int, Tuple[List[dict], List[str]]], sets: List[str]) -> str:
+    """The paired-by-seed table, a row per budget and pair of systems (empty string when nothing
+    could be paired)."""
+    if not any(p or u for p, u in paired.values()):
+        return ""
+    head = ["labeled utts", "B vs A", "seeds"] + [f"{s}: WER(B) - WER(A)" for s in sets]
+    lines = ["Paired by seed, per budget. " + PAIRED_EXPLAINED, "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    not_paired = []
+    for n, (pairs, unpaired) in paired.items():
+        lines += ["| " + " | ".join([str(n)] + paired_cells(e, sets)) + " |" for e in pairs]
+        not_paired += [f"{n} utts: {u}" for u in unpaired]
+    if not_paired:
+        lines += ["", "Not paired: " + "; ".join(not_paired) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(table, sets: List[str]) -> str:
@@ -108,15 +154,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ERROR: --plot_set {plot_set} is not one of --test_sets {args.test_sets}", file=sys.stderr)
         return 1
     try:
-        table = collect(args.point, args.decode_dir, args.test_sets)
+        table, rows = collect(args.point, args.decode_dir, args.test_sets)
+        paired = paired_per_budget(rows, args.test_sets)
     except CompareError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    md = markdown(table, args.test_sets)
+    md = (f"{plot_set} WER (%), mean ± sample std over the runs of a cell (the plot):\n\n"
+          + markdown_plot_set(table, plot_set)
+          + "\nWER and CER (%) on every set:\n\n" + markdown(table, args.test_sets))
+    paired_md = markdown_paired_per_budget(paired, args.test_sets)
+    if paired_md:
+        md += "\n" + paired_md
     (args.out_dir / "label_budget.md").write_text(md, encoding="utf-8")
     js = {s: {str(n): c for n, c in per.items()} for s, per in table.items()}
     (args.out_dir / "label_budget.json").write_text(json.dumps(js, indent=2) + "\n", encoding="utf-8")
+    paired_js = {str(n): {"pairs": p, "unpaired": u} for n, (p, u) in paired.items() if p or u}
+    if paired_js:
+        (args.out_dir / "label_budget_paired.json").write_text(json.dumps(paired_js, indent=2) + "\n",
+                                                               encoding="utf-8")
+    else:  # a rerun with one run per cell must not leave an earlier run's pairs behind
+        (args.out_dir / "label_budget_paired.json").unlink(missing_ok=True)
     plot(table, plot_set, args.out_dir / "label_budget_wer.png")
     print(md, end="")
     print(f"wrote {args.out_dir}/label_budget.md, label_budget.json, label_budget_wer.png", file=sys.stderr)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: local/label_budget.sh [--budgets "25 50 100 200"] [--systems "supervised ptft bljust"]
-#                              [--small false] [--seed 0] [--stage 1] [--stop_stage 3] [--train_jobs 2]
-#                              [-- <more bilevel_asr.sh options, e.g. --asr_args "--seed 1">]
+#                              [--small false] [--seed 0] [--seeds ""] [--stage 1] [--stop_stage 3]
+#                              [--train_jobs 2] [-- <more bilevel_asr.sh options>]
 #
 # Label-budget curve of the embedded recipe: WER against the number of labeled utterances for
 # each system, with the unlabeled, dev and test sets held fixed. Run from egs2/mini_synth/asr1.
@@ -10,11 +10,16 @@
 #            nested labeled subsets balanced over the labeled domains (espnet_bilevel.bin.subset_data_dir)
 #            -> data_budget/src/train_labeled_n<N>
 #   stage 2  for each budget N: ./run.sh stages 1-13 (format, stats, train, decode, score) on
-#            train_labeled_n<N> -> exp_budget/asr_<system>_raw_char_n<N>; the PT half of ptft does
-#            not depend on N, so it is trained once (largest budget first) and linked for the others
+#            train_labeled_n<N> -> exp_budget/asr_<system>_raw_char_n<N>[_seed<k>]; the PT half of
+#            ptft does not depend on N, so it is trained once per training seed (largest budget first)
+#            and linked for the others
 #   stage 3  espnet_bilevel.bin.label_budget_curve -> exp_budget/label_budget/{label_budget.md,
 #            label_budget.json,label_budget_wer.png}; a copy with the command and the embedded plot
 #            -> ./RESULTS_label_budget.md, ./RESULTS_label_budget_figures/ (--small: *_small*)
+# --seed is the corpus seed (which utterances are synthesized and which labeled subsets are drawn);
+# --seeds "1 2 3" trains every system once per training seed on that same corpus (run.sh --seeds)
+# and makes every cell of the table and every point of the plot a mean ± std over the seeds.
+# Seeds can be added later: rerunning with more seeds trains only the missing runs.
 # Every stage is idempotent (finished runs are skipped by run.sh's own markers).
 # Char token list: from the largest labeled set, shared by all budgets (same output layer).
 set -euo pipefail
@@ -35,12 +40,13 @@ cd "$(dirname "$0")/.."
 SCRIPT_NAME=local/label_budget.sh
 # shellcheck source=../scripts/log.sh  # (run from the recipe dir)
 . scripts/log.sh
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 budgets="25 50 100 200"
 systems="supervised ptft bljust"
 small=false
 seed=0
+seeds=""
 stage=1
 stop_stage=3
 train_jobs=2
@@ -51,6 +57,7 @@ while [ $# -gt 0 ]; do
         --systems) systems=$2; shift 2 ;;
         --small) small=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
+        --seeds) seeds=$2; shift 2 ;;
         --stage) stage=$2; shift 2 ;;
         --stop_stage) stop_stage=$2; shift 2 ;;
         --train_jobs) train_jobs=$2; shift 2 ;;
@@ -62,6 +69,7 @@ done
 orig_extra=""
 [ "${small}" = false ] || orig_extra+=" --small ${small}"
 [ "${seed}" = 0 ] || orig_extra+=" --seed ${seed}"
+[ -z "${seeds}" ] || orig_extra+=" --seeds \"${seeds}\""
 [ "${#extra[@]}" -eq 0 ] || orig_extra+=" --$(quote_args "${extra[@]}")"
 read -ra budget_list <<< "${budgets}"
 [ "${#budget_list[@]}" -gt 0 ] || { log "ERROR: --budgets is empty"; exit 2; }
@@ -73,6 +81,14 @@ read -ra system_list <<< "${systems}"
 for s in "${system_list[@]}"; do
     [[ " ${KNOWN_SYSTEMS} " == *" ${s} "* ]] || { log "ERROR: --systems: unknown system '${s}' (any of: ${KNOWN_SYSTEMS})"; exit 2; }
 done
+# training seeds ("" = one run with the configs' seed, exp dirs without a seed suffix)
+read -ra train_seeds <<< "${seeds}"
+for k in "${train_seeds[@]}"; do
+    [[ ${k} =~ ^[0-9]+$ ]] || { log "ERROR: --seeds: '${k}' is not a non-negative integer"; exit 2; }
+done
+[ "${#train_seeds[@]}" -gt 0 ] || train_seeds=("")
+seeds_opt=()
+[ -z "${seeds}" ] || seeds_opt=(--seeds "${seeds}")
 # largest budget first: it trains the shared PT run
 mapfile -t budget_list < <(printf '%s\n' "${budget_list[@]}" | sort -rn | uniq)
 max_budget=${budget_list[0]}
@@ -118,8 +134,12 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             is_two_run_ptft "${s}" || continue
             [ "${n}" != "${max_budget}" ] || continue
             pt=asr_${pt_run_of[${s}]}_raw_char
-            [ -f "${expdir}/${pt}_n${max_budget}/.train.done" ] || die "${expdir}/${pt}_n${max_budget} is not finished"
-            [ -e "${expdir}/${pt}_${tag#raw_char_}" ] || ln -s "${pt}_n${max_budget}" "${expdir}/${pt}_${tag#raw_char_}"
+            for k in "${train_seeds[@]}"; do
+                from=${pt}_n${max_budget}${k:+_seed${k}}
+                to=${pt}_n${n}${k:+_seed${k}}
+                [ -f "${expdir}/${from}/.train.done" ] || die "${expdir}/${from} is not finished"
+                [ -e "${expdir}/${to}" ] || ln -s "${from}" "${expdir}/${to}"
+            done
         done
         log "stage 2: budget ${n}: systems ${systems} (log: ${expdir}/logs_n${n}.log)"
         mkdir -p "${expdir}"
@@ -128,7 +148,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             --local_data_dir "${src}" --datadir "data_budget${suffix}/n${n}" --dumpdir "dump_budget${suffix}" \
             --expdir "${expdir}" --train_set "train_labeled_n${n}" --asr_tag "${tag}" \
             --asr_stats_dir "${expdir}/asr_stats_${tag}" --bpe_train_text "${src}/train_labeled/text" \
-            --system "${systems}" --train_jobs "${train_jobs}" --skip_upload_hf true \
+            --system "${systems}" "${seeds_opt[@]}" --train_jobs "${train_jobs}" --skip_upload_hf true \
             --results_file "${expdir}/RESULTS_n${n}.md" "${extra[@]}" > "${expdir}/logs_n${n}.log" 2>&1 \
             || { log "ERROR: budget ${n} failed; see ${expdir}/logs_n${n}.log"; tail -5 "${expdir}/logs_n${n}.log" >&2; exit 1; }
     done
@@ -137,7 +157,11 @@ fi
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     points=()
     for n in "${budget_list[@]}"; do
-        for s in "${system_list[@]}"; do points+=(--point "${s}:${n}=${expdir}/asr_${s}_raw_char_n${n}"); done
+        for s in "${system_list[@]}"; do
+            dirs=()
+            for k in "${train_seeds[@]}"; do dirs+=("${expdir}/asr_${s}_raw_char_n${n}${k:+_seed${k}}"); done
+            points+=(--point "${s}:${n}=$(IFS=,; echo "${dirs[*]}")")
+        done
     done
     log "stage 3: label-budget table and plot -> ${expdir}/label_budget"
     python3 -m espnet_bilevel.bin.label_budget_curve "${points[@]}" --decode_dir "${decode_dir}" \
@@ -156,7 +180,13 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         echo '```'
         echo
         echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), host: $(getconf _NPROCESSORS_ONLN) CPU core(s); corpus seed ${seed}"
-        echo "- per budget N: \`${expdir}/asr_<system>_raw_char_n<N>\`, results \`${expdir}/RESULTS_n<N>.md\`"
+        if [ -n "${seeds}" ]; then
+            echo "- training seeds: ${seeds}; every cell is mean ± std over the ${#train_seeds[@]} seeds (error bars in the plot)"
+            echo "- per budget N and seed k: \`${expdir}/asr_<system>_raw_char_n<N>_seed<k>\`, results \`${expdir}/RESULTS_n<N>.md\`"
+        else
+            echo "- training seed: the configs' own (one run per cell)"
+            echo "- per budget N: \`${expdir}/asr_<system>_raw_char_n<N>\`, results \`${expdir}/RESULTS_n<N>.md\`"
+        fi
         echo
         cat "${expdir}/label_budget/label_budget.md"
         echo
