@@ -41,8 +41,9 @@ def test_budget_curve_shares_pt_run_per_seed(recipe_copy):
     small = set((src / "train_labeled_n6" / "wav.scp").read_text().split("\n"))
     large = set((src / "train_labeled_n12" / "wav.scp").read_text().split("\n"))
     assert len(small - {""}) == 6 and len(large - {""}) == 12 and small <= large
-    # the corpus was made with exactly the largest budget of labeled utterances
+    # the corpus was made with exactly the largest budget of labeled utterances, and src names it
     assert len((src / "train_labeled" / "wav.scp").read_text().splitlines()) == 12
+    assert (src / "corpus").read_text() == "downloads/mini_synth_budget12_small_seed0\n"
     exp = recipe / "exp_budget_small"
     for k in (1, 2):
         # PT depends only on unlabeled audio: trained once per seed (largest budget), linked for the smaller one
@@ -87,3 +88,19 @@ def test_bad_training_seed_is_rejected_before_any_work(recipe_copy):
     assert proc.returncode == 2
     assert "--seeds: 'x' is not a non-negative integer" in output(proc)
     assert not (recipe / "data_budget").exists() and not (recipe / "downloads").exists()
+
+
+def test_other_corpus_than_the_one_in_data_budget_is_refused(recipe_copy):
+    # data_budget/src made for a max budget of 100 (corpus seed 0); asking for 200 or another corpus
+    # seed would reuse its sets and finished runs under another name, so it stops before any work
+    recipe = recipe_copy("mini_synth")
+    src = recipe / "data_budget" / "src"
+    src.mkdir(parents=True)
+    (src / "corpus").write_text("downloads/mini_synth_budget100_seed0\n")
+    for args in (["--budgets", "25 200"], ["--budgets", "100", "--seed", "1"]):
+        proc = _run(recipe, *args)
+        assert proc.returncode == 1
+        err = output(proc)
+        assert "ERROR: data_budget/src holds the sets of downloads/mini_synth_budget100_seed0" in err
+        assert "a curve uses one corpus; move data_budget/ dump_budget/ exp_budget/ aside" in err
+    assert not (recipe / "downloads").exists() and not (recipe / "exp_budget").exists()

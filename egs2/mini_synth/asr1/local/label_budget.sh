@@ -102,6 +102,12 @@ corpus=downloads/mini_synth_budget${max_budget}${suffix}_seed${seed}
 src=data_budget${suffix}/src
 expdir=exp_budget${suffix}
 decode_dir=decode_decode_ctc_greedy_valid.cer_ctc.ave
+# One curve = one corpus: ${src}, the dumps and the exp dirs carry no corpus name, so a rerun with a
+# larger max budget or another --seed would otherwise reuse the other corpus's sets and finished runs
+# silently. ${src}/corpus names the corpus the sets were copied from.
+if [ -f "${src}/corpus" ] && [ "$(cat "${src}/corpus")" != "${corpus}" ]; then
+    die "${src} holds the sets of $(cat "${src}/corpus") (${src}/corpus), but --budgets \"${budgets}\" --seed ${seed} asks for ${corpus}: a curve uses one corpus; move ${src%/src}/ dump_budget${suffix}/ ${expdir}/ aside (or rerun with the largest budget and --seed that made them)"
+fi
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "stage 1: corpus with ${max_budget} labeled utterances -> ${corpus}, subsets -> ${src}"
@@ -117,6 +123,7 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
             mv "${src}/${set}.tmp" "${src}/${set}"
         fi
     done
+    echo "${corpus}" > "${src}/corpus"
     for n in "${budget_list[@]}"; do
         [ -f "${src}/train_labeled_n${n}/wav.scp" ] && continue
         python3 -m espnet_bilevel.bin.subset_data_dir "${src}/train_labeled" "${src}/train_labeled_n${n}" \
