@@ -15,6 +15,8 @@ cell a mean ± std. Writes <out_dir>/label_budget.md, label_budget.json and labe
 label_budget.md has, rows = budgets:
   * the --plot_set WER of every system (what the plot shows) and the number of runs per cell;
   * WER and CER of every system on every set;
+  * training CPU time (DIR/train_cpu_seconds; with ``--pre_point SYSTEM:N=DIR[,DIR...]``, one preceding
+    run per run, e.g. the PT half of PT+FT, its time is added);
   * with several seeded runs per cell (training seed from DIR/config.yaml), per budget and pair of
     systems the paired-by-seed difference WER(B) - WER(A), as compare_systems reports it: mean ±
     std, on how many seeds B is better, paired t-test p (also in label_budget_paired.json).
@@ -29,7 +31,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from espnet_bilevel.bin.compare_systems import (PAIRED_EXPLAINED, CompareError, fmt_mean_std, mean_std,
-                                                 paired_by_seed, paired_cells, read_scores, seed_of)
+                                                 paired_by_seed, paired_cells, read_scores, read_seconds,
+                                                 seed_of)
 
 
 def _point(value: str) -> Tuple[str, int, List[Path]]:
@@ -42,12 +45,31 @@ def _point(value: str) -> Tuple[str, int, List[Path]]:
     return system, int(n), [Path(p) for p in parts]
 
 
-def collect(points, decode_dir: str, sets: List[str]) -> Tuple[Dict[str, Dict[int, dict]], Dict[int, list]]:
-    """({system: {budget: {set: {metric: (mean, std, n_runs)}}}},
-    {budget: [compare_systems rows {"system", "runs": [{"seed", "scores"}]}]} for the paired tables)"""
+def cpu_seconds(exp: Path, pre: Optional[Path]) -> Optional[float]:
+    """Training CPU time of a run plus that of its preceding run (PT of PT+FT); None if one is unknown."""
+    cpu = read_seconds(exp, "train_cpu_seconds")
+    if pre is not None:
+        pre_cpu = read_seconds(pre, "train_cpu_seconds")
+        cpu = None if cpu is None or pre_cpu is None else cpu + pre_cpu
+    return cpu
+
+
+def collect(points, decode_dir: str, sets: List[str], pre_points=()) -> Tuple[Dict[str, Dict[int, dict]],
+                                                                              Dict[int, list]]:
+    """({system: {budget: {set: {metric: (mean, std, n_runs)}, "cpu_seconds": (mean, std, n_runs)}}},
+    {budget: [compare_systems rows {"system", "runs": [{"seed", "scores"}]}]} for the paired tables).
+    pre_points: (SYSTEM, N, [DIR, ...]) preceding runs, one per run of the point, whose CPU time is added."""
+    pre_of = {(system, n): dirs for system, n, dirs in pre_points}
+    known = {(system, n) for system, n, _ in points}
+    for system, n, dirs in pre_points:
+        if (system, n) not in known:
+            raise CompareError(f"--pre_point {system}:{n} has no --point {system}:{n}")
     table: Dict[str, Dict[int, dict]] = {}
     rows: Dict[int, list] = {}
     for system, n, dirs in points:
+        pres = pre_of.get((system, n), [None] * len(dirs))
+        if len(pres) != len(dirs):
+            raise CompareError(f"--pre_point {system}:{n} names {len(pres)} dirs for {len(dirs)} runs")
         runs = [read_scores(d, decode_dir, sets) for d in dirs]
         rows.setdefault(n, []).append(
             {"system": system, "runs": [{"seed": seed_of(d), "scores": r} for d, r in zip(dirs, runs)]})
@@ -57,6 +79,8 @@ def collect(points, decode_dir: str, sets: List[str]) -> Tuple[Dict[str, Dict[in
             for metric in ("wer", "cer"):
                 m, sd = mean_std([r[s][metric] for r in runs])
                 cell[s][metric] = (m, sd, len(runs))
+        cpu = [cpu_seconds(d, pre) for d, pre in zip(dirs, pres)]
+        cell["cpu_seconds"] = (*mean_std(cpu), len(runs))
         table.setdefault(system, {})[n] = cell
     return table, rows
 
@@ -77,6 +101,22 @@ def markdown_plot_set(table, plot_set: str) -> str:
         wer = [fmt_mean_std(*c[plot_set]["wer"][:2]) if c else "-" for c in cells]
         runs = sorted({c[plot_set]["wer"][2] for c in cells if c})
         lines.append("| " + " | ".join([str(n)] + wer + ["/".join(map(str, runs))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_cpu(table) -> str:
+    """Rows = budgets, one column per system: training CPU time (s), mean ± std over the runs
+    (empty string when no run has train_cpu_seconds)."""
+    systems = list(table)
+    budgets = sorted({n for per in table.values() for n in per})
+    if all(c["cpu_seconds"][0] is None for per in table.values() for c in per.values()):
+        return ""
+    head = ["labeled utts"] + [f"{sys_} train CPU (s)" for sys_ in systems]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in budgets:
+        cells = [table[sys_].get(n) for sys_ in systems]
+        cpu = [fmt_mean_std(*c["cpu_seconds"][:2], digits=0) if c else "-" for c in cells]
+        lines.append("| " + " | ".join([str(n)] + cpu) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,6 +184,9 @@ def plot(table, plot_set: str, out: Path) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--point", type=_point, action="append", required=True, help="SYSTEM:N=DIR[,DIR...]")
+    parser.add_argument("--pre_point", type=_point, action="append", default=[],
+                        help="SYSTEM:N=DIR[,DIR...]: the preceding run of each run of a point (PT of PT+FT), "
+                             "in the same order; its training CPU time is added")
     parser.add_argument("--decode_dir", required=True)
     parser.add_argument("--test_sets", nargs="+", required=True)
     parser.add_argument("--plot_set", default=None, help="set whose WER is plotted (default: last test set)")
@@ -154,7 +197,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ERROR: --plot_set {plot_set} is not one of --test_sets {args.test_sets}", file=sys.stderr)
         return 1
     try:
-        table, rows = collect(args.point, args.decode_dir, args.test_sets)
+        table, rows = collect(args.point, args.decode_dir, args.test_sets, args.pre_point)
         paired = paired_per_budget(rows, args.test_sets)
     except CompareError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
@@ -163,6 +206,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     md = (f"{plot_set} WER (%), mean ± sample std over the runs of a cell (the plot):\n\n"
           + markdown_plot_set(table, plot_set)
           + "\nWER and CER (%) on every set:\n\n" + markdown(table, args.test_sets))
+    cpu_md = markdown_cpu(table)
+    if cpu_md:
+        md += ("\nTraining CPU time (s, user + system, mean ± std over the runs; PT+FT: PT + FT, the PT run "
+               "counted in full at every budget):\n\n" + cpu_md)
     paired_md = markdown_paired_per_budget(paired, args.test_sets)
     if paired_md:
         md += "\n" + paired_md

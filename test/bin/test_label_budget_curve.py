@@ -99,3 +99,37 @@ def test_missing_result_is_one_error(tmp_path, capsys):
 def test_bad_point_syntax():
     with pytest.raises(SystemExit):
         label_budget_curve.main(["--point", "supervised=dir", "--decode_dir", DECODE, "--test_sets", "t", "--out_dir", "o"])
+
+
+def test_cpu_time_table_adds_the_preceding_run(tmp_path):
+    def exp(name, cpu):
+        e = _exp(tmp_path, name, {"test": 50.0})
+        if cpu is not None:
+            (e / "train_cpu_seconds").write_text(f"{cpu}\n")
+        return e
+
+    sup = f"{exp('sup_s1', 100)},{exp('sup_s2', 120)}"
+    ft = f"{exp('ft_s1', 50)},{exp('ft_s2', 70)}"
+    pt = []
+    for k, cpu in ((1, 200), (2, 220)):
+        (tmp_path / f"pt_s{k}").mkdir()
+        (tmp_path / f"pt_s{k}" / "train_cpu_seconds").write_text(f"{cpu}\n")
+        pt.append(str(tmp_path / f"pt_s{k}"))
+    out = tmp_path / "out"
+    common = ["--decode_dir", DECODE, "--test_sets", "test", "--out_dir", str(out)]
+    rc = label_budget_curve.main(["--point", f"sup:25={sup}", "--point", f"ptft:25={ft}",
+                                  "--pre_point", f"ptft:25={','.join(pt)}", *common])
+    assert rc == 0
+    js = json.loads((out / "label_budget.json").read_text())
+    assert js["sup"]["25"]["cpu_seconds"][:2] == [110.0, pytest.approx(14.142, abs=1e-3)]
+    assert js["ptft"]["25"]["cpu_seconds"][0] == 270.0  # PT + FT: (250 + 290) / 2
+    md = (out / "label_budget.md").read_text()
+    assert "| labeled utts | sup train CPU (s) | ptft train CPU (s) |" in md and "| 25 | 110 ± 14 | 270 ± 28 |" in md
+    # a run without train_cpu_seconds makes its cell "-"; none at all: no CPU table
+    rc = label_budget_curve.main(["--point", f"sup:25={exp('sup_nocpu', None)}", *common])
+    assert rc == 0 and "train CPU" not in (out / "label_budget.md").read_text()
+    # preceding runs must match the point's runs one to one
+    rc = label_budget_curve.main(["--point", f"ptft:25={ft}", "--pre_point", f"ptft:25={pt[0]}", *common])
+    assert rc == 1
+    rc = label_budget_curve.main(["--point", f"sup:25={sup}", "--pre_point", f"ptft:25={','.join(pt)}", *common])
+    assert rc == 1

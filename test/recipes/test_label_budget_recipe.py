@@ -67,6 +67,13 @@ def test_budget_curve_shares_pt_run_per_seed(recipe_copy):
     md = (exp / "label_budget" / "label_budget.md").read_text()
     assert "| labeled utts | birq_ptft test WER | runs per cell |" in md
     assert "| labeled utts | birq_ptft dev WER | birq_ptft dev CER |" in md
+    # PT+FT's training CPU time counts its (shared) PT run at every budget
+    for n in ("6", "12"):
+        cpu = [float((exp / f"asr_birq_pt_raw_char_n12_seed{k}" / "train_cpu_seconds").read_text())
+               + float((exp / f"asr_birq_ptft_raw_char_n{n}_seed{k}" / "train_cpu_seconds").read_text())
+               for k in (1, 2)]
+        assert table["birq_ptft"][n]["cpu_seconds"][0] == pytest.approx(sum(cpu) / 2)
+    assert "| labeled utts | birq_ptft train CPU (s) |" in md
     # the recipe-level copy: command, seeds, the same table, the plot next to it
     results = (recipe / "RESULTS_label_budget_small.md").read_text()
     assert ('local/label_budget.sh --budgets "6 12" --systems "birq_ptft" --small true --seeds "1 2"' in results

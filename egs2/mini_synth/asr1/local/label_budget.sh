@@ -13,7 +13,8 @@
 #            train_labeled_n<N> -> exp_budget/asr_<system>_raw_char_n<N>[_seed<k>]; the PT half of
 #            ptft does not depend on N, so it is trained once per training seed (largest budget first)
 #            and linked for the others
-#   stage 3  espnet_bilevel.bin.label_budget_curve -> exp_budget/label_budget/{label_budget.md,
+#   stage 3  espnet_bilevel.bin.label_budget_curve (WER, CER, training CPU time with PT counted for
+#            PT+FT, paired-by-seed differences) -> exp_budget/label_budget/{label_budget.md,
 #            label_budget.json,label_budget_wer.png}; a copy with the command and the embedded plot
 #            -> ./RESULTS_label_budget.md, ./RESULTS_label_budget_figures/ (--small: *_small*)
 # --seed is the corpus seed (which utterances are synthesized and which labeled subsets are drawn);
@@ -40,7 +41,7 @@ cd "$(dirname "$0")/.."
 SCRIPT_NAME=local/label_budget.sh
 # shellcheck source=../scripts/log.sh  # (run from the recipe dir)
 . scripts/log.sh
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 budgets="25 50 100 200"
 systems="supervised ptft bljust"
@@ -168,6 +169,12 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
             dirs=()
             for k in "${train_seeds[@]}"; do dirs+=("${expdir}/asr_${s}_raw_char_n${n}${k:+_seed${k}}"); done
             points+=(--point "${s}:${n}=$(IFS=,; echo "${dirs[*]}")")
+            # PT+FT's training time includes its PT run (the shared one, counted in full at every budget)
+            if is_two_run_ptft "${s}"; then
+                dirs=()
+                for k in "${train_seeds[@]}"; do dirs+=("${expdir}/asr_${pt_run_of[${s}]}_raw_char_n${n}${k:+_seed${k}}"); done
+                points+=(--pre_point "${s}:${n}=$(IFS=,; echo "${dirs[*]}")")
+            fi
         done
     done
     log "stage 3: label-budget table and plot -> ${expdir}/label_budget"
