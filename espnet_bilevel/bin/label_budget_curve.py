@@ -5,6 +5,7 @@ Usage (egs2/mini_synth/asr1/local/label_budget.sh, last stage):
   python -m espnet_bilevel.bin.label_budget_curve \\
       --point supervised:25=exp_budget/asr_supervised_raw_char_n25 \\
       --point bljust:25=exp_budget/asr_bljust_raw_char_n25 ... \\
+      --point ptft:25=exp_budget/asr_ptft_raw_char_n25 --pre_point ptft:25=exp_budget/asr_pt_raw_char_n25 \\
       --decode_dir decode_decode_ctc_greedy_valid.cer_ctc.ave --test_sets dev test \\
       --plot_set test --out_dir exp_budget/label_budget
 
@@ -20,7 +21,8 @@ label_budget.md has, rows = budgets:
   * with several seeded runs per cell (training seed from DIR/config.yaml), per budget and pair of
     systems the paired-by-seed difference WER(B) - WER(A), as compare_systems reports it: mean ±
     std, on how many seeds B is better, paired t-test p (also in label_budget_paired.json).
-Exit 1 with "ERROR: ..." when a result file is missing.
+Exit 1 with "ERROR: ..." when a result file is missing or a --pre_point does not match its
+--point (no such point, or another number of dirs).
 """
 from __future__ import annotations
 
