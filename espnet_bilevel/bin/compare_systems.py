@@ -158,6 +158,16 @@ def read_seconds(exp: Path, name: str) -> Optional[float]:
     return None
 
 
+def read_seconds_with_pre(exp: Path, pre: Optional[Path], name: str) -> Optional[float]:
+    """read_seconds of a run plus that of its preceding run (the PT half of PT+FT, if any); None if
+    either is unknown."""
+    seconds = read_seconds(exp, name)
+    if pre is not None:
+        pre_seconds = read_seconds(pre, name)
+        seconds = None if seconds is None or pre_seconds is None else seconds + pre_seconds
+    return seconds
+
+
 def count_params(exp: Path) -> Optional[int]:
     import torch
 
@@ -425,14 +435,10 @@ def read_run(exp: Path, pre: Optional[Path], decode_dir: str, sets: List[str]) -
     """One run of a system: wall and CPU time (+ the preceding run's), scores, params and CER curve."""
     if not exp.is_dir():
         raise CompareError(f"{exp}: experiment dir not found")
-    wall = read_seconds(exp, "train_wall_seconds")
-    cpu = read_seconds(exp, "train_cpu_seconds")
+    wall = read_seconds_with_pre(exp, pre, "train_wall_seconds")
+    cpu = read_seconds_with_pre(exp, pre, "train_cpu_seconds")
     offset = 0.0
     if pre is not None:
-        pre_wall = read_seconds(pre, "train_wall_seconds")
-        wall = None if wall is None or pre_wall is None else wall + pre_wall
-        pre_cpu = read_seconds(pre, "train_cpu_seconds")
-        cpu = None if cpu is None or pre_cpu is None else cpu + pre_cpu
         for e in read_epochs(pre):
             offset += e["seconds"]
     points: List[Tuple[float, float]] = []

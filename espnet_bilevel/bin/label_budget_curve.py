@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from espnet_bilevel.bin.compare_systems import (PAIRED_EXPLAINED, CompareError, fmt_mean_std, mean_std,
-                                                 paired_by_seed, paired_cells, read_scores, read_seconds,
-                                                 seed_of)
+                                                 paired_by_seed, paired_cells, read_scores,
+                                                 read_seconds_with_pre, seed_of)
 
 
 def _point(value: str) -> Tuple[str, int, List[Path]]:
@@ -45,15 +45,6 @@ def _point(value: str) -> Tuple[str, int, List[Path]]:
     if not system or not n.isdigit() or not paths or "" in parts:
         raise argparse.ArgumentTypeError(f"expected SYSTEM:N=DIR[,DIR...], got {value!r}")
     return system, int(n), [Path(p) for p in parts]
-
-
-def cpu_seconds(exp: Path, pre: Optional[Path]) -> Optional[float]:
-    """Training CPU time of a run plus that of its preceding run (PT of PT+FT); None if one is unknown."""
-    cpu = read_seconds(exp, "train_cpu_seconds")
-    if pre is not None:
-        pre_cpu = read_seconds(pre, "train_cpu_seconds")
-        cpu = None if cpu is None or pre_cpu is None else cpu + pre_cpu
-    return cpu
 
 
 def collect(points, decode_dir: str, sets: List[str], pre_points=()) -> Tuple[Dict[str, Dict[int, dict]],
@@ -81,10 +72,15 @@ def collect(points, decode_dir: str, sets: List[str], pre_points=()) -> Tuple[Di
             for metric in ("wer", "cer"):
                 m, sd = mean_std([r[s][metric] for r in runs])
                 cell[s][metric] = (m, sd, len(runs))
-        cpu = [cpu_seconds(d, pre) for d, pre in zip(dirs, pres)]
+        cpu = [read_seconds_with_pre(d, pre, "train_cpu_seconds") for d, pre in zip(dirs, pres)]
         cell["cpu_seconds"] = (*mean_std(cpu), len(runs))
         table.setdefault(system, {})[n] = cell
     return table, rows
+
+
+def budgets_of(table) -> List[int]:
+    """Every budget that some system has a point at, ascending (the rows of every table)."""
+    return sorted({n for per in table.values() for n in per})
 
 
 def paired_per_budget(rows: Dict[int, list], sets: List[str]) -> Dict[int, Tuple[List[dict], List[str]]]:
@@ -95,7 +91,7 @@ def paired_per_budget(rows: Dict[int, list], sets: List[str]) -> Dict[int, Tuple
 def markdown_plot_set(table, plot_set: str) -> str:
     """Rows = budgets, one column per system: the --plot_set WER (the plotted numbers) and the runs."""
     systems = list(table)
-    budgets = sorted({n for per in table.values() for n in per})
+    budgets = budgets_of(table)
     head = ["labeled utts"] + [f"{sys_} {plot_set} WER" for sys_ in systems] + ["runs per cell"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in budgets:
@@ -110,7 +106,7 @@ def markdown_cpu(table) -> str:
     """Rows = budgets, one column per system: training CPU time (s), mean ± std over the runs
     (empty string when no run has train_cpu_seconds)."""
     systems = list(table)
-    budgets = sorted({n for per in table.values() for n in per})
+    budgets = budgets_of(table)
     if all(c["cpu_seconds"][0] is None for per in table.values() for c in per.values()):
         return ""
     head = ["labeled utts"] + [f"{sys_} train CPU (s)" for sys_ in systems]
@@ -141,7 +137,7 @@ def markdown_paired_per_budget(paired: Dict[int, Tuple[List[dict], List[str]]], 
 
 def markdown(table, sets: List[str]) -> str:
     systems = list(table)
-    budgets = sorted({n for per in table.values() for n in per})
+    budgets = budgets_of(table)
     head = ["labeled utts"] + [f"{sys} {s} {m.upper()}" for sys in systems for s in sets for m in ("wer", "cer")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in budgets:
@@ -168,7 +164,7 @@ def plot(table, plot_set: str, out: Path) -> None:
         errs = [per[n][plot_set]["wer"][1] or 0.0 for n in ns]
         ax.errorbar(ns, ys, yerr=errs, marker="o", capsize=3, label=system)
     ax.set_xscale("log")
-    ax.set_xticks(sorted({n for per in table.values() for n in per}))
+    ax.set_xticks(budgets_of(table))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())  # only the budgets are labelled
     ax.set_xlabel("labeled utterances")

@@ -90,6 +90,14 @@ done
 [ "${#train_seeds[@]}" -gt 0 ] || train_seeds=("")
 seeds_opt=()
 [ -z "${seeds}" ] || seeds_opt=(--seeds "${seeds}")
+# run_dirs <run> <N> [<prefix>]: the exp dir names of a run (system or PT run) at budget N, one per
+# training seed, comma-separated, each after <prefix> (bilevel_asr.sh's naming:
+# asr_<run>_<tag>[_seed<k>], tag raw_char_n<N>)
+run_dirs() {
+    local k out=""
+    for k in "${train_seeds[@]}"; do out+="${out:+,}${3:-}asr_$1_raw_char_n$2${k:+_seed${k}}"; done
+    echo "${out}"
+}
 # largest budget first: it trains the shared PT run
 mapfile -t budget_list < <(printf '%s\n' "${budget_list[@]}" | sort -rn | uniq)
 max_budget=${budget_list[0]}
@@ -141,12 +149,11 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
             # scripts/systems.sh); not a scripted one (hubert_ptft), whose script trains both halves
             is_two_run_ptft "${s}" || continue
             [ "${n}" != "${max_budget}" ] || continue
-            pt=asr_${pt_run_of[${s}]}_raw_char
-            for k in "${train_seeds[@]}"; do
-                from=${pt}_n${max_budget}${k:+_seed${k}}
-                to=${pt}_n${n}${k:+_seed${k}}
-                [ -f "${expdir}/${from}/.train.done" ] || die "${expdir}/${from} is not finished"
-                [ -e "${expdir}/${to}" ] || ln -s "${from}" "${expdir}/${to}"
+            IFS=, read -ra froms <<< "$(run_dirs "${pt_run_of[${s}]}" "${max_budget}")"
+            IFS=, read -ra tos <<< "$(run_dirs "${pt_run_of[${s}]}" "${n}")"
+            for i in "${!froms[@]}"; do
+                [ -f "${expdir}/${froms[i]}/.train.done" ] || die "${expdir}/${froms[i]} is not finished"
+                [ -e "${expdir}/${tos[i]}" ] || ln -s "${froms[i]}" "${expdir}/${tos[i]}"
             done
         done
         log "stage 2: budget ${n}: systems ${systems} (log: ${expdir}/logs_n${n}.log)"
@@ -166,15 +173,10 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     points=()
     for n in "${budget_list[@]}"; do
         for s in "${system_list[@]}"; do
-            dirs=()
-            for k in "${train_seeds[@]}"; do dirs+=("${expdir}/asr_${s}_raw_char_n${n}${k:+_seed${k}}"); done
-            points+=(--point "${s}:${n}=$(IFS=,; echo "${dirs[*]}")")
+            points+=(--point "${s}:${n}=$(run_dirs "${s}" "${n}" "${expdir}/")")
             # PT+FT's training time includes its PT run (the shared one, counted in full at every budget)
-            if is_two_run_ptft "${s}"; then
-                dirs=()
-                for k in "${train_seeds[@]}"; do dirs+=("${expdir}/asr_${pt_run_of[${s}]}_raw_char_n${n}${k:+_seed${k}}"); done
-                points+=(--pre_point "${s}:${n}=$(IFS=,; echo "${dirs[*]}")")
-            fi
+            is_two_run_ptft "${s}" || continue
+            points+=(--pre_point "${s}:${n}=$(run_dirs "${pt_run_of[${s}]}" "${n}" "${expdir}/")")
         done
     done
     log "stage 3: label-budget table and plot -> ${expdir}/label_budget"
