@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Start-up cost of the Python entry points the recipe (egs2/TEMPLATE/asr1/bilevel_asr.sh) runs,
-and what it adds up to per stage of a default mini_synth run.
+and what it adds up to per stage of a real recipe run.
 
 Usage:
   tools/venv/bin/python bench/cli_startup.py                    # all probes, 3 fresh processes each
   tools/venv/bin/python bench/cli_startup.py --repeats 5
   tools/venv/bin/python bench/cli_startup.py --probes torch pass score   # a subset (name substrings)
+  # trace a recipe run (every Python process start recorded; the run's output is echoed), then
+  # the start-up per stage of that run:
+  tools/venv/bin/python bench/cli_startup.py --trace_run /tmp/trace -- egs2/mini_synth/asr1/run.sh
+  tools/venv/bin/python bench/cli_startup.py --trace /tmp/trace
 
 Every probe is run ``--repeats`` times, each in a fresh process, in the recipe's environment
 (``path.sh``: PYTHONPATH=<repo>, OMP_NUM_THREADS=1), and the median wall time is printed. A probe is
@@ -14,20 +18,20 @@ would not show them), an import of the module plus what it imports before its fi
 (e.g. decode_many imports ``espnet2.bin.asr_inference`` only when it decodes). The child's CPU time
 (user + system) is printed too; unlike the wall time it hardly grows when other work shares the CPU.
 
-The stage table multiplies, for every recipe stage, the number of Python processes a default run of
-``egs2/mini_synth/asr1/run.sh`` starts (counted from bilevel_asr.sh: 4 systems, test sets dev and
-test, --nj 2, --inference_nj 2, --train_jobs 2, raw features, char tokens, no LM, no speed
-perturbation) by the median start-up of its probe (with --seeds k, stages 11, 13-15 and the key
-splits of stage 12 start k times as many). "start-up sum" adds every process; "start-up
-wall" counts processes started side by side (run_local.sh JOB=1:2, --train_jobs) once per wave.
-The processes that leave a header in a log are also counted from ``--exp_dir`` (headers dated within
-the first full run, so later re-runs do not count), as a cross-check. Stage times are the
-measurements of egs2/mini_synth/asr1/README.md (default setting).
+``--trace_run DIR -- <command>`` runs the command with bench/pytrace on PYTHONPATH: its
+sitecustomize.py appends every Python process start (time, command line) to DIR/processes.jsonl,
+and the command's output goes, each line stamped with the time it was read, to DIR/run.log. So the
+processes per stage are counted from what the run did, whatever the systems, seeds and options,
+not from the shell scripts by hand. ``--trace DIR`` then gives, per stage (from its first
+"stage <n>:" log line to the next stage's): the processes by probe, their start-up summed ("sum")
+and the wall time in which at least one of them was starting, each process taken as
+[start, start + its probe's median) ("wall": jobs started side by side count once), and that
+wall time's share of the stage's. A process whose entry has no probe is counted and named.
 
 What the recipe already does to keep start-up down (each checked in the code):
   * stage 12 exports every system in ONE process (espnet_bilevel.bin.export_many, --exp repeated);
   * stage 12 decodes with --inference_nj decode_many processes, each decoding its key split of every
-    (system, test set) pair: 2 ESPnet starts instead of 4 systems x 2 sets x 2 splits = 16;
+    (system, test set) pair: 2 ESPnet starts instead of 8 systems x 2 sets x 2 splits = 32;
   * data prep, validation, scoring and the HF model card are torch-free modules
     (pyscripts/data_tools.py, espnet_bilevel.bin.{synth_corpus,validate_data_dir,score,hf_upload}):
     stdlib at module level, numpy/soundfile/sentencepiece imported inside the function that needs
@@ -42,6 +46,7 @@ What the recipe already does to keep start-up down (each checked in the code):
     export whose source_model is unchanged (after its cheap, torch-free argument check).
 """
 import argparse
+import json
 import os
 import re
 import resource
@@ -49,7 +54,6 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +81,11 @@ PROBES = {
     "data_tools.py --help": [str(DATA_TOOLS), "--help"],
     "data_tools (+ numpy, soundfile)": [
         "-c", f"import sys; sys.path.insert(0, {str(DATA_TOOLS.parent)!r}); import data_tools, numpy, soundfile"],
+    "espnet2.bin.hubert_train --help": ["-m", "espnet2.bin.hubert_train", "--help"],
+    "hubert_kmeans_labels (+ torch, torchaudio)": [
+        "-c", "import espnet_bilevel.bin.hubert_kmeans_labels, torch, torchaudio"],
+    "average_checkpoints (+ torch)": [
+        "-c", "import espnet_bilevel.bin.average_checkpoints, espnet_bilevel.checkpoints.average_nbest"],
     "synth_corpus --help": ["-m", "espnet_bilevel.bin.synth_corpus", "--help"],
     "validate_data_dir --help": ["-m", "espnet_bilevel.bin.validate_data_dir", "--help"],
     "score --help": ["-m", "espnet_bilevel.bin.score", "--help"],
@@ -88,38 +97,29 @@ TORCH_FREE = {  # module (or script) -> import statement; checked to load neithe
        for m in ("synth_corpus", "validate_data_dir", "score", "hf_upload", "decode_many", "export_many")},
 }
 
-# Default mini_synth run (egs2/mini_synth/asr1/run.sh): per stage, (probe, processes, waves) and the
-# stage time measured in egs2/mini_synth/asr1/README.md ("default setting"), in seconds.
-# waves = how many of the processes start one after the other (None: all of them).
-STAGES = [
-    ("1", "synthesize corpus", [("synth_corpus --help", 1, None)], 8),
-    ("3-4", "format + validate 4 sets, filter 3",
-     [("data_tools (+ numpy, soundfile)", 4 + 3, None), ("validate_data_dir --help", 4, None)], 2),
-    ("5", "char token list", [("espnet2.bin.tokenize_text --help", 1, None)], 8),
-    ("10", "stats: 3 splits, 2 jobs, 2 aggregates, 2 vocab suffixes",
-     [("data_tools (+ numpy, soundfile)", 3 + 2 + 2, None), ("bilevel_asr_train --help", 2, 1)], 20),
-    ("11", "5 trainings, --train_jobs 2", [("bilevel_asr_train --help", 5, 3)], 345),
-    ("12", "export_many, 8 key splits, 2 decode_many",
-     [("export_many (+ torch, espnet2.tasks.asr)", 1, None), ("data_tools (+ numpy, soundfile)", 8, None),
-      ("decode_many (+ asr_inference)", 2, 1)], 131),
-    ("13", "score 8 dirs + 8 markdown tables", [("score --help", 16, None)], 2),
-    ("14", "pack 4 systems", [("pack (+ torch, imported when packing)", 4, None)], 10),
-    ("15", "4 model cards + HF staging (dry run)", [("hf_upload --help", 4, None)], 1),
-    ("16", "compare systems", [("compare_systems (+ torch, matplotlib)", 1, None)], 4),
-]
-# logs whose headers name the Python processes of a stage (relative to --exp_dir)
-STAGE_LOGS = {
-    "1": ["logs/stage1_data.log"],
-    "3-4": ["logs/stage3_format_*.log", "logs/stage4_filter.log"],
-    "5": ["logs/stage5_tokens.log"],
-    "10": ["asr_stats_*/logdir/stats.*.log", "logs/stage10_aggregate.log"],
-    "11": ["asr_*_*/train.log"],
-    "12": ["logs/stage12_export.log", "decode_jobs/*/*/decode.*.log"],
-    "13": ["asr_*/*/*/score.log"],
-    "14": ["asr_*/pack.log"],
-    "15": ["asr_*/hf_upload.log"],
-    "16": ["logs/stage16_compare.log"],
+# What the stage table counts comes from a traced run of the recipe (--trace_run), not from the shell
+# scripts by hand: bench/pytrace/sitecustomize.py records every Python process start of the run.
+PYTRACE_DIR = REPO / "bench/pytrace"
+# A traced process is matched to a probe by its entry: the module after -m, or the script's file name.
+PROBE_OF_ENTRY = {
+    "espnet_bilevel.bin.synth_corpus": "synth_corpus --help",
+    "data_tools.py": "data_tools (+ numpy, soundfile)",
+    "espnet_bilevel.bin.validate_data_dir": "validate_data_dir --help",
+    "espnet2.bin.tokenize_text": "espnet2.bin.tokenize_text --help",
+    "espnet_bilevel.bin.bilevel_asr_train": "bilevel_asr_train --help",
+    "espnet2.bin.asr_train": "espnet2.bin.asr_train --help",
+    "espnet2.bin.hubert_train": "espnet2.bin.hubert_train --help",
+    "espnet_bilevel.bin.hubert_kmeans_labels": "hubert_kmeans_labels (+ torch, torchaudio)",
+    "espnet_bilevel.bin.average_checkpoints": "average_checkpoints (+ torch)",
+    "espnet_bilevel.bin.export_many": "export_many (+ torch, espnet2.tasks.asr)",
+    "espnet_bilevel.bin.decode_many": "decode_many (+ asr_inference)",
+    "espnet_bilevel.bin.score": "score --help",
+    "espnet2.bin.pack": "pack (+ torch, imported when packing)",
+    "espnet_bilevel.bin.hf_upload": "hf_upload --help",
+    "espnet_bilevel.bin.compare_systems": "compare_systems (+ torch, matplotlib)",
 }
+# the recipe's stage log lines: "<time> (bilevel_asr.sh:<line>:<function>) stage <n>: ..."
+STAGE_LINE = re.compile(r"\(bilevel_asr\.sh:\d+:[^)]*\) stage (\d+)\b")
 
 
 def recipe_env():
@@ -144,36 +144,159 @@ def time_probe(python, args, env):
     return dt, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
-def logged_starts(exp_dir: Path):
-    """Python processes per stage named by log headers within the window of the first full run
-    (first stage-1 start to the first stage-16 start after it, + 1 min). run_logged writes
-    '# <ISO time> <cmd>', run_local.sh '# <cmd>' then '# Started at <date>'; a header of
-    local/data.sh stands for its one synth_corpus process."""
-    entries = {}
-    for stage, globs in STAGE_LOGS.items():
-        for g in globs:
-            for log in sorted(exp_dir.glob(g)):
-                lines = log.read_text(errors="replace").splitlines()
-                for i, line in enumerate(lines):
-                    m = re.match(r"# (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) (\S+)", line)
-                    if m:
-                        when, prog = datetime.fromisoformat(m.group(1)), m.group(2)
-                    elif line.startswith("# ") and i + 1 < len(lines) and lines[i + 1].startswith("# Started at "):
-                        stamp = lines[i + 1][len("# Started at "):].rsplit(" on ", 1)[0]
-                        when = datetime.strptime(stamp, "%a %b %d %H:%M:%S %Z %Y")
-                        prog = line.split()[1]
-                    else:
-                        continue
-                    if "python" in prog or prog.endswith("data.sh"):
-                        entries.setdefault(stage, []).append(when)
-    if "1" not in entries or "16" not in entries:
-        return None
-    start = min(entries["1"])
-    ends = [t for t in entries["16"] if t >= start]
-    if not ends:
-        return None
-    end = min(ends) + timedelta(seconds=60)
-    return {s: sum(start <= t <= end for t in ts) for s, ts in entries.items()}
+def trace_run(trace_dir: Path, command):
+    """Run ``command`` (a recipe run) with every Python start recorded in trace_dir/processes.jsonl
+    and its output, each line stamped with the time it was read, in trace_dir/run.log (also echoed)."""
+    if not command:
+        raise SystemExit("ERROR: --trace_run needs the command to trace after --, e.g. "
+                         "--trace_run /tmp/trace -- egs2/mini_synth/asr1/run.sh")
+    if trace_dir.exists() and any(trace_dir.iterdir()):
+        raise SystemExit(f"ERROR: {trace_dir} is not empty; a trace goes into a new directory")
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(PYTRACE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["BENCH_PYTRACE_FILE"] = str(trace_dir / "processes.jsonl")
+    info = {"command": command, "cwd": os.getcwd(), "started": time.time()}
+    (trace_dir / "command.json").write_text(json.dumps(info, indent=1) + "\n")
+    with open(trace_dir / "run.log", "w") as log:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", bufsize=1)
+        for line in proc.stdout:
+            log.write(f"{time.time():.3f} {line}")
+            log.flush()
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        rc = proc.wait()
+    info.update(ended=time.time(), returncode=rc)
+    (trace_dir / "command.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"\ntrace in {trace_dir} (exit {rc}); the stage table: {sys.argv[0]} --trace {trace_dir}")
+    return rc
+
+
+def entry_of(argv):
+    """The module after -m, the file name of the script, '-c' for a command string; None if unknown."""
+    args = argv[1:]
+    for i, a in enumerate(args):
+        if a == "-m":
+            return args[i + 1] if i + 1 < len(args) else None
+        if a == "-c":
+            return "-c"
+        if a.startswith("-"):
+            continue
+        return Path(a).name
+    return None
+
+
+def read_trace(trace_dir: Path):
+    """(processes sorted by start time, [(stage, start time)] in order, end time of the run)."""
+    proc_file, log_file = trace_dir / "processes.jsonl", trace_dir / "run.log"
+    for f in (proc_file, log_file):
+        if not f.is_file():
+            raise SystemExit(f"ERROR: {f} is missing; make a trace with --trace_run {trace_dir} -- <run.sh ...>")
+    processes = []
+    for n, line in enumerate(proc_file.read_text().splitlines(), 1):
+        try:
+            rec = json.loads(line)
+            processes.append({"t": float(rec["t"]), "argv": list(rec["argv"])})
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"ERROR: {proc_file}:{n}: not a trace record ({e}): {line[:200]!r}")
+    processes.sort(key=lambda p: p["t"])
+    stages, run_end = [], None
+    for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
+        stamp, _, text = line.partition(" ")
+        try:
+            t = float(stamp)
+        except ValueError:
+            raise SystemExit(f"ERROR: {log_file}:{n}: a line of run.log starts with its time stamp: {line[:200]!r}")
+        run_end = t
+        m = STAGE_LINE.search(text)
+        if m and m.group(1) not in {s for s, _ in stages}:
+            stages.append((m.group(1), t))
+    if not stages:
+        raise SystemExit(f"ERROR: {log_file} has no stage lines of bilevel_asr.sh ('(bilevel_asr.sh:<n>:<fn>) stage <k>:')")
+    return processes, stages, run_end
+
+
+def stage_of(t, stages):
+    """The stage running at time t: the last one whose first log line is not after t."""
+    current = f"before {stages[0][0]}"
+    for stage, start in stages:
+        if start <= t:
+            current = stage
+    return current
+
+
+def busy_time(intervals):
+    """Length of the union of [start, end) intervals: wall time in which at least one is running."""
+    total, cur_start, cur_end = 0.0, None, None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def stage_rows(processes, stages, run_end, startup):
+    """One row per stage that started Python: its processes by probe, the start-up they add up to
+    (sum) and the wall time in which at least one of them was starting ([start, start + probe
+    median), so processes started side by side count once), and the stage's wall time from the log.
+    startup: probe -> median start-up s. Unmatched processes are counted and named, not estimated."""
+    ends = {s: (stages[i + 1][1] if i + 1 < len(stages) else run_end) for i, (s, _) in enumerate(stages)}
+    starts = dict(stages)
+    rows = {}
+    for p in processes:
+        stage = stage_of(p["t"], stages)
+        row = rows.setdefault(stage, {"stage": stage, "count": {}, "unmatched": [], "intervals": []})
+        entry = entry_of(p["argv"])
+        probe = PROBE_OF_ENTRY.get(entry)
+        if probe is None or probe not in startup:
+            row["unmatched"].append(" ".join(p["argv"][1:3]))
+            continue
+        row["count"][probe] = row["count"].get(probe, 0) + 1
+        row["intervals"].append((p["t"], p["t"] + startup[probe]))
+    out = []
+    for stage, row in rows.items():
+        n = sum(row["count"].values()) + len(row["unmatched"])
+        stage_wall = ends[stage] - starts[stage] if stage in starts else None
+        out.append({
+            "stage": stage, "processes": n, "count": row["count"], "unmatched": row["unmatched"],
+            "startup_sum": sum(k * startup[p] for p, k in row["count"].items()),
+            "startup_wall": busy_time(row["intervals"]), "stage_wall": stage_wall,
+        })
+    return out
+
+
+def print_stage_table(trace_dir: Path, med):
+    processes, stages, run_end = read_trace(trace_dir)
+    rows = stage_rows(processes, stages, run_end, med)
+    print()
+    print(f"Traced run {trace_dir}: {len(processes)} Python processes, "
+          f"{run_end - stages[0][1]:.0f} s from the first stage line to the end of the run")
+    print()
+    print("| stage | Python processes (by probe) | n | start-up sum s | start-up wall s | stage wall s | wall share |")
+    print("|---|---|---|---|---|---|---|")
+    tot = [0, 0.0, 0.0, 0.0]
+    for r in rows:
+        what = ", ".join(f"{k} × {p}" for p, k in sorted(r["count"].items(), key=lambda kv: -kv[1]))
+        if r["unmatched"]:
+            what += f"; {len(r['unmatched'])} without a probe: " + "; ".join(sorted(set(r["unmatched"])))
+        wall = r["stage_wall"]
+        share = f"{100 * r['startup_wall'] / wall:.0f} %" if wall else "-"
+        print(f"| {r['stage']} | {what} | {r['processes']} | {r['startup_sum']:.1f} | {r['startup_wall']:.1f} | "
+              f"{'-' if wall is None else f'{wall:.0f}'} | {share} |")
+        tot = [tot[0] + r["processes"], tot[1] + r["startup_sum"], tot[2] + r["startup_wall"], tot[3] + (wall or 0)]
+    print(f"| all | | {tot[0]} | {tot[1]:.1f} | {tot[2]:.1f} | {tot[3]:.0f} | {100 * tot[2] / tot[3]:.0f} % |")
+    silent = [s for s, _ in stages if s not in {r["stage"] for r in rows}]
+    if silent:
+        print(f"\nstages without a Python process: {', '.join(silent)}")
+    print("\n(start-up sum: every process's probe median; start-up wall: the time in which at least one of "
+          "the stage's processes was starting, [start, start + median), so jobs started side by side count "
+          "once; stage wall: from the stage's first log line to the next stage's.)")
 
 
 def main():
@@ -181,8 +304,19 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="fresh processes per probe")
     ap.add_argument("--python", default=sys.executable)
     ap.add_argument("--probes", nargs="*", default=None, help="only probes whose name contains one of these")
-    ap.add_argument("--exp_dir", type=Path, default=RECIPE / "exp", help="a finished default run, for log counts")
+    ap.add_argument("--trace", type=Path, default=None,
+                    help="a trace made by --trace_run: print the start-up per stage of that run")
+    ap.add_argument("--trace_run", type=Path, default=None, metavar="DIR",
+                    help="run the command after -- with every Python start traced into DIR (new), then stop")
+    ap.add_argument("command", nargs=argparse.REMAINDER, help="with --trace_run: -- <recipe command>")
     a = ap.parse_args()
+    if a.trace_run is not None:
+        command = a.command[1:] if a.command[:1] == ["--"] else a.command
+        raise SystemExit(trace_run(a.trace_run, command))
+    if a.command:
+        ap.error(f"unexpected arguments {a.command} (a command is only taken with --trace_run)")
+    if a.trace is not None:
+        read_trace(a.trace)  # a bad trace fails now, not after minutes of probes
     t_start = time.perf_counter()
     env = recipe_env()
     names = [n for n in PROBES if a.probes is None or any(p in n for p in a.probes)]
@@ -213,27 +347,8 @@ def main():
                             "('torch', 'espnet2'))))"], cwd=RECIPE, env=env, capture_output=True, text=True)
         print(f"| {mod} | {'yes' if r.stdout.strip() == '1' else 'no' if r.stdout.strip() == '0' else 'ERROR'} |")
 
-    if not all(p in med for _, _, parts, _ in STAGES for p, _, _ in parts):
-        print(f"\n(stage table needs all probes; run without --probes)\nwall {time.perf_counter() - t_start:.1f} s")
-        return
-    logged = logged_starts(a.exp_dir) if a.exp_dir.is_dir() else None
-    print()
-    print(f"| stage | what | Python processes | logged in {a.exp_dir.name}/ | start-up sum s | "
-          f"start-up wall s | stage time s (README) | wall share |")
-    print("|---|---|---|---|---|---|---|---|")
-    tot = [0, 0.0, 0.0, 0]
-    for stage, what, parts, stage_sec in STAGES:
-        n = sum(k for _, k, _ in parts)
-        s = sum(k * med[p] for p, k, _ in parts)
-        w = sum((k if waves is None else waves) * med[p] for p, k, waves in parts)
-        log_n = "-" if logged is None else str(logged.get(stage, 0))
-        print(f"| {stage} | {what} | {n} | {log_n} | {s:.1f} | {w:.1f} | {stage_sec} | {100 * w / stage_sec:.0f} % |")
-        tot = [tot[0] + n, tot[1] + s, tot[2] + w, tot[3] + stage_sec]
-    print(f"| all | | {tot[0]} | | {tot[1]:.1f} | {tot[2]:.1f} | {tot[3]} | {100 * tot[2] / tot[3]:.0f} % |")
-    print("\n(logged = processes of the first full run that left a log header; key splits, vocab suffixes "
-          "and score --markdown calls write none, and a later stage-12 run replaces exp/decode_jobs/. "
-          "A share above 100 % means the start-up measured now exceeds that stage's time in the README run: "
-          "the stage is all start-up, and this machine is busier or slower now.)")
+    if a.trace is not None:
+        print_stage_table(a.trace, med)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"wall {time.perf_counter() - t_start:.1f} s")
 
