@@ -23,7 +23,8 @@ sitecustomize.py appends every Python process start (time, command line) to DIR/
 and the command's output goes, each line stamped with the time it was read, to DIR/run.log. So the
 processes per stage are counted from what the run did, whatever the systems, seeds and options,
 not from the shell scripts by hand. ``--trace DIR`` then gives, per stage (from its first
-"stage <n>:" log line to the next stage's): the processes by probe, their start-up summed ("sum")
+"stage <n>:" log line to the next stage's; a process counts in the stage that started it, which
+bilevel_asr.sh exports as BILEVEL_STAGE): the processes by probe, their start-up summed ("sum")
 and the wall time in which at least one of them was starting, each process taken as
 [start, start + its probe's median) ("wall": jobs started side by side count once), and that
 wall time's share of the stage's. A process whose entry has no probe is counted and named.
@@ -197,7 +198,7 @@ def read_trace(trace_dir: Path):
     for n, line in enumerate(proc_file.read_text().splitlines(), 1):
         try:
             rec = json.loads(line)
-            processes.append({"t": float(rec["t"]), "argv": list(rec["argv"])})
+            processes.append({"t": float(rec["t"]), "argv": list(rec["argv"]), "stage": rec.get("stage")})
         except (ValueError, KeyError, TypeError) as e:
             raise SystemExit(f"ERROR: {proc_file}:{n}: not a trace record ({e}): {line[:200]!r}")
     processes.sort(key=lambda p: p["t"])
@@ -244,13 +245,24 @@ def busy_time(intervals):
 def stage_rows(processes, stages, run_end, startup):
     """One row per stage that started Python: its processes by probe, the start-up they add up to
     (sum) and the wall time in which at least one of them was starting ([start, start + probe
-    median), so processes started side by side count once), and the stage's wall time from the log.
+    median), so processes started side by side count once), and the stage's wall time from the log
+    (its first "stage <n>:" line, or its first process if earlier, to the next stage's start). A process belongs to the stage recorded with it
+    (BILEVEL_STAGE, which bilevel_asr.sh exports when a stage starts), else to the stage whose first
+    log line came last before it (work a stage does before its first log line then counts in the
+    stage before).
     startup: probe -> median start-up s. Unmatched processes are counted and named, not estimated."""
+    first_process = {}
+    for p in processes:  # sorted by time
+        if p.get("stage"):
+            first_process.setdefault(p["stage"], p["t"])
+    # a stage starts at its first log line or at its first process if that came earlier
+    stages = [(s, min(t, first_process.get(s, t))) for s, t in stages]
     ends = {s: (stages[i + 1][1] if i + 1 < len(stages) else run_end) for i, (s, _) in enumerate(stages)}
     starts = dict(stages)
     rows = {}
     for p in processes:
-        stage = stage_of(p["t"], stages)
+        # the stage the recipe exported (BILEVEL_STAGE); by time only for traces without it
+        stage = p.get("stage") or stage_of(p["t"], stages)
         row = rows.setdefault(stage, {"stage": stage, "count": {}, "unmatched": [], "intervals": []})
         entry = entry_of(p["argv"])
         probe = PROBE_OF_ENTRY.get(entry)

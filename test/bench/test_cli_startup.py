@@ -93,14 +93,14 @@ def test_read_trace_names_the_bad_file(tmp_path):
 
 def test_trace_run_records_every_python_start(tmp_path, capsys):
     """The real tracer: a shell command that starts Python twice (once in the background) is traced."""
-    script = (f'echo "x (bilevel_asr.sh:1:main) stage 1: one"; "{sys.executable}" -c "pass" & '
+    script = (f'echo "x (bilevel_asr.sh:1:main) stage 1: one"; export BILEVEL_STAGE=1; "{sys.executable}" -c "pass" & '
               f'"{sys.executable}" -m json.tool --help > /dev/null; wait; '
               f'echo "x (bilevel_asr.sh:2:main) stage 3: two"')
     rc = cli.trace_run(tmp_path / "tr", ["bash", "-c", script])
     assert rc == 0
     records = [json.loads(line) for line in (tmp_path / "tr/processes.jsonl").read_text().splitlines()]
     assert sorted(r["argv"][1:] for r in records) == [["-c", "pass"], ["-m", "json.tool", "--help"]]
-    assert all(r["argv"][0] == sys.executable for r in records)
+    assert all(r["argv"][0] == sys.executable and r["stage"] == "1" for r in records)
     processes, stages, _ = cli.read_trace(tmp_path / "tr")
     assert [s for s, _ in stages] == ["1", "3"]
     assert all(cli.stage_of(p["t"], stages) == "1" for p in processes)
@@ -109,3 +109,26 @@ def test_trace_run_records_every_python_start(tmp_path, capsys):
     assert info["returncode"] == 0 and info["command"][0] == "bash"
     with pytest.raises(SystemExit, match="not empty"):              # never overwrite a trace
         cli.trace_run(tmp_path / "tr", ["true"])
+
+
+def test_recorded_stage_wins_over_log_order(tmp_path):
+    """bilevel_asr.sh exports BILEVEL_STAGE: work a stage does before its first log line (stage 10
+    splits its key lists, then logs) counts in that stage, and the stage starts with it."""
+    py = "/venv/bin/python"
+    d = tmp_path / "tr"
+    d.mkdir()
+    records = [(100.0, "9", [py, "pyscripts/data_tools.py", "x"]),   # hypothetical: stage 9 work
+               (101.0, "10", [py, "pyscripts/data_tools.py", "split"]),
+               (102.0, "10", [py, "-m", "espnet_bilevel.bin.bilevel_asr_train", "--collect_stats", "true"])]
+    (d / "processes.jsonl").write_text("".join(json.dumps({"t": t, "stage": s, "argv": a}) + "\n"
+                                               for t, s, a in records))
+    (d / "run.log").write_text("99.000 x (bilevel_asr.sh:700:main) stage 9: --use_lm false; skipped\n"
+                               "103.000 x (bilevel_asr.sh:746:main) stage 10: statistics with 2 job(s)\n"
+                               "120.000 x (bilevel_asr.sh:777:main) stage 10: done\n")
+    processes, stages, run_end = cli.read_trace(d)
+    startup = {"data_tools (+ numpy, soundfile)": 0.1, "bilevel_asr_train --help": 9.0}
+    rows = {r["stage"]: r for r in cli.stage_rows(processes, stages, run_end, startup)}
+    assert rows["9"]["count"] == {"data_tools (+ numpy, soundfile)": 1}
+    assert rows["10"]["count"] == {"data_tools (+ numpy, soundfile)": 1, "bilevel_asr_train --help": 1}
+    assert rows["9"]["stage_wall"] == pytest.approx(2.0)       # 99 -> 101, where stage 10's work began
+    assert rows["10"]["stage_wall"] == pytest.approx(19.0)     # 101 -> 120

@@ -28,7 +28,7 @@
 #  11  training        the selected systems               -> exp/asr_<system>_<tag>[_seed<k>]/ (.train.done marks the end)
 #  12  export+decode   exported stock model, asr_inference -> exp/asr_<system>_<tag>/{export,<inference_tag>/<set>}
 #  13  scoring         espnet_bilevel.bin.score (sclite + Python) -> <exp>/RESULTS.md, ./<results_file>
-#  14  packing         espnet2.bin.pack asr               -> <exp>/<exp name>_<model>.zip
+#  14  packing         espnet2.bin.pack asr (pack_many)   -> <exp>/<exp name>_<model>.zip
 #  15  HF upload       model card + pack (or --hf_dry_run) -> huggingface.co/<hf_repo> | <exp>/hf_upload/
 #  16  compare         espnet_bilevel.bin.compare_systems -> exp/compare_<tag>[<suffix>]/*.{md,png}, ./<results_file>
 #
@@ -250,6 +250,8 @@ run_stage() {
     if [ "${stage}" -le "${n}" ] && [ "${stop_stage}" -ge "${n}" ] && ! in_skip "${n}"; then
         failed_what="stage ${n}"
         rerun_hint="fix the problem and rerun with --stage ${n} (finished stages are not redone)"
+        # every process started from here on knows its stage (bench/cli_startup.py counts by it)
+        export BILEVEL_STAGE=${n}
         return 0
     fi
     return 1
@@ -1117,6 +1119,11 @@ if run_stage 14; then
     if ${skip_packing}; then
         log "stage 14: --skip_packing true; skipped"
     else
+        # every pack that is not up to date, in ONE pack_many process (espnet2.bin.pack's own code per
+        # system; one torch + espnet2 import instead of one per system)
+        _jobs=${logdir}/stage14_pack.jobs
+        mkdir -p "${logdir}"
+        : > "${_jobs}.tmp"
         for _exp in "${item_exp[@]}"; do
             _zip=$(pack_of "${_exp}")
             if [ -f "${_zip}" ] && [ "${_zip}" -nt "${_exp}/export/model.pth" ] && [ "${_zip}" -nt "${_exp}/RESULTS.md" ]; then
@@ -1125,15 +1132,15 @@ if run_stage 14; then
             fi
             require_file "${_exp}/export/model.pth" "stage 12 (export)"
             require_file "${_exp}/RESULTS.md" "stage 13 (scoring)"
-            _opts=(--option "${asr_stats_dir}/train/feats_stats.npz" --option "${_exp}/RESULTS.md")
-            [ "${token_type}" = bpe ] && _opts+=(--option "${bpemodel}")
+            _opts=("${asr_stats_dir}/train/feats_stats.npz" "${_exp}/RESULTS.md")
+            [ "${token_type}" = bpe ] && _opts+=("${bpemodel}")
             log "stage 14: packing ${_exp} -> ${_zip}"
-            rm -f "${_zip%.zip}.tmp.zip"
-            run_logged "${_exp}/pack.log" "${python}" -m espnet2.bin.pack asr \
-                --asr_train_config "${_exp}/export/config.yaml" --asr_model_file "${_exp}/export/model.pth" \
-                "${_opts[@]}" --outpath "${_zip%.zip}.tmp.zip"
-            mv "${_zip%.zip}.tmp.zip" "${_zip}"
+            (IFS=$'\t'; echo "${_zip}"$'\t'"${_exp}/export/config.yaml"$'\t'"${_exp}/export/model.pth"$'\t'"${_opts[*]}") >> "${_jobs}.tmp"
         done
+        mv "${_jobs}.tmp" "${_jobs}"
+        if [ -s "${_jobs}" ]; then
+            run_logged "${logdir}/stage14_pack.log" "${python}" -m espnet_bilevel.bin.pack_many --jobs "${_jobs}"
+        fi
     fi
 fi
 
