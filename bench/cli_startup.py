@@ -31,6 +31,8 @@ wall time's share of the stage's. A process whose entry has no probe is counted 
 
 What the recipe already does to keep start-up down (each checked in the code):
   * stage 12 exports every system in ONE process (espnet_bilevel.bin.export_many, --exp repeated);
+  * stage 14 packs every system in ONE process (espnet_bilevel.bin.pack_many: espnet2.bin.pack's own
+    main per system), not one espnet2.bin.pack start (torch import) per system;
   * stage 12 decodes with --inference_nj decode_many processes, each decoding its key split of every
     (system, test set) pair: 2 ESPnet starts instead of 8 systems x 2 sets x 2 splits = 32;
   * data prep, validation, scoring and the HF model card are torch-free modules
@@ -76,6 +78,7 @@ PROBES = {
     "espnet2.bin.tokenize_text --help": ["-m", "espnet2.bin.tokenize_text", "--help"],
     "espnet2.bin.pack --help": ["-m", "espnet2.bin.pack", "--help"],
     "pack (+ torch, imported when packing)": ["-c", "import espnet2.bin.pack, torch"],
+    "pack_many (+ espnet2.bin.pack, torch)": ["-c", "import espnet_bilevel.bin.pack_many, espnet2.bin.pack, torch"],
     "compare_systems (+ torch, matplotlib)": [
         "-c", "import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot, torch, "
               "espnet_bilevel.bin.compare_systems"],
@@ -95,7 +98,8 @@ PROBES = {
 TORCH_FREE = {  # module (or script) -> import statement; checked to load neither torch nor espnet2
     "pyscripts/data_tools.py": f"import sys; sys.path.insert(0, {str(DATA_TOOLS.parent)!r}); import data_tools",
     **{f"espnet_bilevel.bin.{m}": f"import espnet_bilevel.bin.{m}"
-       for m in ("synth_corpus", "validate_data_dir", "score", "hf_upload", "decode_many", "export_many")},
+       for m in ("synth_corpus", "validate_data_dir", "score", "hf_upload", "decode_many", "export_many",
+                 "pack_many")},
 }
 
 # What the stage table counts comes from a traced run of the recipe (--trace_run), not from the shell
@@ -116,6 +120,7 @@ PROBE_OF_ENTRY = {
     "espnet_bilevel.bin.decode_many": "decode_many (+ asr_inference)",
     "espnet_bilevel.bin.score": "score --help",
     "espnet2.bin.pack": "pack (+ torch, imported when packing)",
+    "espnet_bilevel.bin.pack_many": "pack_many (+ espnet2.bin.pack, torch)",
     "espnet_bilevel.bin.hf_upload": "hf_upload --help",
     "espnet_bilevel.bin.compare_systems": "compare_systems (+ torch, matplotlib)",
 }

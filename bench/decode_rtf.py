@@ -10,6 +10,9 @@ Usage:
   tools/venv/bin/python bench/decode_rtf.py \\
       --model_dir egs2/mini_synth/asr1/exp/asr_bljust_raw_char/export \\
       --data_dir egs2/mini_synth/asr1/dump/raw/test --repeats 3 --threads 1   # as stage 12 (path.sh)
+  tools/venv/bin/python bench/decode_rtf.py \
+      --model_dir egs2/mini_synth/asr1/exp/asr_bljust_raw_char/export \
+      --data_dir egs2/mini_synth/asr1/dump/raw/test --repeats 3 --threads 1 --jobs 2   # both cores, as stage 12
   tools/venv/bin/python bench/decode_rtf.py --model_dir <exp>/export --data_dir <dump>/test \\
       --modes ctc_bs1 batched --batch_size 60
 
@@ -19,6 +22,10 @@ recipe dir: the first ancestor of ``--model_dir`` where they exist (or ``--recip
 
 ``--threads`` sets torch.set_num_threads (default 2); stage 12 decodes with OMP_NUM_THREADS=1 in
 --inference_nj processes. With other jobs on the CPU, a second thread mostly waits for a core.
+``--jobs N`` decodes the data dir as stage 12 does with --inference_nj N: N processes side by side,
+each a contiguous part of the utterances (spawned, each with its own import and model load, not
+timed); a pass is timed from a common start (a barrier) to the end of the slowest job, so RTF is
+the wall time of decoding the whole set on N cores over its audio duration.
 
 RTF = decoding wall time / audio duration, per pass over the whole data dir: the median over
 ``--repeats`` passes, after a warm-up of ``--warmup`` utterances; modes are interleaved in every
@@ -91,7 +98,7 @@ def best_path(model, speech_list, torch):
             for b in range(len(speech_list))]
 
 
-def main():
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model_dir", type=Path, required=True, help="exported model: config.yaml + model.pth")
     ap.add_argument("--data_dir", type=Path, required=True, help="data dir with wav.scp")
@@ -102,11 +109,30 @@ def main():
     ap.add_argument("--batch_size", type=int, default=16, help="utterances per batch (batched mode)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=4, help="utterances decoded before timing, per mode")
-    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    a = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (per job)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="decode the data dir in this many processes side by side, each a contiguous part, "
+                         "as stage 12's --inference_nj decode_many jobs do; a pass is timed from a common "
+                         "start to the last job's end")
+    a = ap.parse_args(argv)
+    if a.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {a.jobs}")
+    # absolute now: measure() changes into the recipe dir, and the jobs start in this cwd
+    a.model_dir, a.data_dir = a.model_dir.resolve(), a.data_dir.resolve()
+    a.recipe_dir = a.recipe_dir.resolve() if a.recipe_dir else None
+    return a
 
-    t_start = time.perf_counter()
-    load_start = os.getloadavg()
+
+def contiguous_part(items, part, parts):
+    """Part ``part`` (0-based) of ``parts`` contiguous, nearly equal parts, as the recipe splits keys."""
+    base, extra = divmod(len(items), parts)
+    start = part * base + min(part, extra)
+    return items[start: start + base + (part < extra)]
+
+
+def measure(a, part=0, parts=1, barrier=None):
+    """Load the models and time every mode on part ``part`` of ``parts`` of the data dir; with a
+    barrier, every timed pass starts when all jobs are ready. Returns plain data (picklable)."""
     import numpy as np
     import soundfile
     import torch
@@ -118,9 +144,9 @@ def main():
     t_import = time.perf_counter() - t0
     torch.set_num_threads(a.threads)
 
-    model_dir, data_dir = a.model_dir.resolve(), a.data_dir.resolve()
+    model_dir, data_dir = a.model_dir, a.data_dir
     config = yaml.safe_load((model_dir / "config.yaml").read_text())
-    os.chdir(a.recipe_dir.resolve() if a.recipe_dir else find_recipe_dir(model_dir, config))
+    os.chdir(a.recipe_dir or find_recipe_dir(model_dir, config))
 
     t0 = time.perf_counter()
     utts = []
@@ -130,6 +156,9 @@ def main():
         wav, fs = soundfile.read(path, dtype="float32")
         utts.append((key, torch.from_numpy(np.ascontiguousarray(wav))))
     t_read = time.perf_counter() - t0
+    utts = contiguous_part(utts, part, parts)
+    if not utts:
+        raise SystemExit(f"ERROR: {data_dir}/wav.scp has fewer utterances than --jobs {parts}")
     audio_sec = sum(len(w) for _, w in utts) / fs
 
     def load(conf_path):
@@ -181,20 +210,80 @@ def main():
             runners[m](utts[: a.warmup])
         for _ in range(a.repeats):
             for m in a.modes:
+                if barrier is not None:
+                    barrier.wait()
                 t0, c0 = time.perf_counter(), time.process_time()
                 hyps[m] = runners[m](utts)
                 times[m].append(time.perf_counter() - t0)
                 cpu[m].append(time.process_time() - c0)
+    s2t_any = next(iter(s2t.values()))  # token list and tokenizer, the same in every Speech2Text
+    texts = {m: {key: s2t_any.tokenizer.tokens2text(s2t_any.converter.ids2tokens(h))
+                 for (key, _), h in zip(utts, hyps[m])} for m in a.modes}
+    return {"times": times, "cpu": cpu, "hyps": hyps, "texts": texts, "n_utts": len(utts),
+            "audio_sec": audio_sec, "t_import": t_import, "t_load": t_load, "t_read": t_read,
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def _job(a, part, parts, barrier, queue):
+    try:
+        queue.put((part, measure(a, part, parts, barrier)))
+    except BaseException as e:  # the parent must not wait for a job that died
+        barrier.abort()
+        queue.put((part, f"{type(e).__name__}: {e}"))
+        raise
+
+
+def measure_jobs(a):
+    """--jobs N: N spawned processes, one part each. A pass's wall time is the slowest job's (all
+    start together at the barrier), its CPU time the jobs' sum; hypotheses are joined in key order."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch made its threads
+    barrier, queue = ctx.Barrier(a.jobs), ctx.Queue()
+    procs = [ctx.Process(target=_job, args=(a, k, a.jobs, barrier, queue)) for k in range(a.jobs)]
+    for proc in procs:
+        proc.start()
+    results = {}
+    for _ in procs:
+        part, r = queue.get()
+        if isinstance(r, str):
+            for proc in procs:
+                proc.terminate()
+            raise SystemExit(f"ERROR: decoding job {part + 1}/{a.jobs} failed: {r}")
+        results[part] = r
+    for proc in procs:
+        proc.join()
+    parts = [results[k] for k in range(a.jobs)]
+    joined = {
+        "times": {m: [max(r["times"][m][i] for r in parts) for i in range(a.repeats)] for m in a.modes},
+        "cpu": {m: [sum(r["cpu"][m][i] for r in parts) for i in range(a.repeats)] for m in a.modes},
+        "hyps": {m: [h for r in parts for h in r["hyps"][m]] for m in a.modes},
+        "texts": {m: {k: v for r in parts for k, v in r["texts"][m].items()} for m in a.modes},
+        "n_utts": sum(r["n_utts"] for r in parts), "audio_sec": sum(r["audio_sec"] for r in parts),
+        "t_import": max(r["t_import"] for r in parts), "t_read": max(r["t_read"] for r in parts),
+        "t_load": {k: max(r["t_load"][k] for r in parts) for k in parts[0]["t_load"]},
+        "params": parts[0]["params"],
+    }
+    return joined
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    res = measure(a) if a.jobs == 1 else measure_jobs(a)
+    times, cpu, hyps = res["times"], res["cpu"], res["hyps"]
+    audio_sec, n_utts = res["audio_sec"], res["n_utts"]
+    data_dir = a.data_dir
     load_end = os.getloadavg()
 
-    params = sum(p.numel() for p in model.parameters())
-    print(f"model={a.model_dir} ({params / 1e6:.2f} M params) data={a.data_dir} threads={a.threads} "
-          f"repeats={a.repeats} warmup={a.warmup} batch_size={a.batch_size}")
+    print(f"model={a.model_dir} ({res['params'] / 1e6:.2f} M params) data={a.data_dir} threads={a.threads} "
+          f"jobs={a.jobs} repeats={a.repeats} warmup={a.warmup} (per job) batch_size={a.batch_size}")
     print(f"load average: {' '.join(f'{x:.2f}' for x in load_start)} (start), "
           f"{' '.join(f'{x:.2f}' for x in load_end)} (end)")
-    print(f"not timed: ESPnet import {t_import:.1f} s, model load "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in t_load.items())
-          + f", audio read {t_read:.2f} s ({len(utts)} files)")
+    print(f"not timed: ESPnet import {res['t_import']:.1f} s, model load "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in res["t_load"].items())
+          + f", audio read {res['t_read']:.2f} s ({n_utts} files)")
     print()
     print("| mode | utterances | audio s | decode s (median) | RTF | target | pass | CPU s (median) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -202,28 +291,26 @@ def main():
         med = statistics.median(times[m])
         rtf = med / audio_sec
         label = f"batched (bs {a.batch_size})" if m == "batched" else m
-        print(f"| {label} | {len(utts)} | {audio_sec:.1f} | {med:.2f} | {rtf:.4f} | <= {TARGETS[m]} | "
+        print(f"| {label} | {n_utts} | {audio_sec:.1f} | {med:.2f} | {rtf:.4f} | <= {TARGETS[m]} | "
               f"{'pass' if rtf <= TARGETS[m] else 'FAIL'} | {statistics.median(cpu[m]):.2f} |")
     print()
     if "s2t_greedy" in hyps:
         for m in ("ctc_bs1", "batched"):
             if m in hyps:
                 same = sum(x == y for x, y in zip(hyps[m], hyps["s2t_greedy"]))
-                print(f"agreement {m} vs s2t_greedy: {same}/{len(utts)} identical token sequences")
+                print(f"agreement {m} vs s2t_greedy: {same}/{n_utts} identical token sequences")
     if "ctc_bs1" in hyps and "batched" in hyps:
         same = sum(x == y for x, y in zip(hyps["batched"], hyps["ctc_bs1"]))
-        print(f"agreement batched vs ctc_bs1: {same}/{len(utts)} identical token sequences")
+        print(f"agreement batched vs ctc_bs1: {same}/{n_utts} identical token sequences")
     if (data_dir / "text").is_file():
         from espnet_bilevel.data.scoring import read_text, score_texts
 
         refs = read_text(data_dir / "text", allow_empty=False)
-        s2t_any = next(iter(s2t.values()))  # token list and tokenizer, the same in every Speech2Text
         print()
         print(f"| mode | WER (%) | CER (%) |  ({data_dir / 'text'})")
         print("|---|---|---|")
         for m in a.modes:
-            texts = {key: s2t_any.tokenizer.tokens2text(s2t_any.converter.ids2tokens(h))
-                     for (key, _), h in zip(utts, hyps[m])}
+            texts = res["texts"][m]
             w = score_texts(refs, texts, "word").percentages()["err"]
             c = score_texts(refs, texts, "char").percentages()["err"]
             print(f"| {m} | {w:.1f} | {c:.1f} |")
