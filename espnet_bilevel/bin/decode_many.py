@@ -36,15 +36,12 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_bilevel.data.job_file import read_job_lines
+
 
 def read_jobs(path: Path) -> List[List[str]]:
-    if not path.is_file():
-        raise SystemExit(f"ERROR: job file not found: {path}")
     jobs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
+    for lineno, fields in read_job_lines(path):
         if len(fields) not in (5, 6):
             raise SystemExit(f"ERROR: {path}:{lineno}: expected 5 tab-separated fields (6 with a data type), "
                              f"got {len(fields)}")

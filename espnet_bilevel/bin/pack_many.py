@@ -27,16 +27,13 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_bilevel.data.job_file import read_job_lines
+
 
 def read_jobs(path: Path) -> List[List[str]]:
     """The jobs of ``path``, each [outpath, config, model, options...]; every input must exist."""
-    if not path.is_file():
-        raise SystemExit(f"ERROR: job file not found: {path}")
     jobs = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
+    for lineno, fields in read_job_lines(path):
         if len(fields) < 3:
             raise SystemExit(f"ERROR: {path}:{lineno}: expected <outpath.zip> <asr_train_config> "
                              f"<asr_model_file> [<option file> ...], tab-separated; got {len(fields)} field(s)")
