@@ -10,8 +10,8 @@ Usage:
   tools/venv/bin/python bench/decode_rtf.py \\
       --model_dir egs2/mini_synth/asr1/exp/asr_bljust_raw_char/export \\
       --data_dir egs2/mini_synth/asr1/dump/raw/test --repeats 3 --threads 1   # as stage 12 (path.sh)
-  tools/venv/bin/python bench/decode_rtf.py \
-      --model_dir egs2/mini_synth/asr1/exp/asr_bljust_raw_char/export \
+  tools/venv/bin/python bench/decode_rtf.py \\
+      --model_dir egs2/mini_synth/asr1/exp/asr_bljust_raw_char/export \\
       --data_dir egs2/mini_synth/asr1/dump/raw/test --repeats 3 --threads 1 --jobs 2   # both cores, as stage 12
   tools/venv/bin/python bench/decode_rtf.py --model_dir <exp>/export --data_dir <dump>/test \\
       --modes ctc_bs1 batched --batch_size 60
@@ -227,7 +227,10 @@ def measure(a, part=0, parts=1, barrier=None):
 def _job(a, part, parts, barrier, queue):
     try:
         queue.put((part, measure(a, part, parts, barrier)))
-    except BaseException as e:  # the parent must not wait for a job that died
+    except SystemExit as e:  # an input error: the parent reports it, once
+        barrier.abort()
+        queue.put((part, str(e.code).removeprefix("ERROR: ")))
+    except BaseException as e:  # the parent must not wait for a job that died; the traceback is ours
         barrier.abort()
         queue.put((part, f"{type(e).__name__}: {e}"))
         raise
@@ -237,6 +240,7 @@ def measure_jobs(a):
     """--jobs N: N spawned processes, one part each. A pass's wall time is the slowest job's (all
     start together at the barrier), its CPU time the jobs' sum; hypotheses are joined in key order."""
     import multiprocessing
+    import queue as queue_module
 
     ctx = multiprocessing.get_context("spawn")  # no fork after torch made its threads
     barrier, queue = ctx.Barrier(a.jobs), ctx.Queue()
@@ -244,8 +248,14 @@ def measure_jobs(a):
     for proc in procs:
         proc.start()
     results = {}
-    for _ in procs:
-        part, r = queue.get()
+    while len(results) < a.jobs:
+        try:
+            part, r = queue.get(timeout=5)
+        except queue_module.Empty:  # a job killed from outside (e.g. out of memory) reports nothing
+            dead = [k for k, proc in enumerate(procs) if k not in results and proc.exitcode not in (None, 0)]
+            if not dead:
+                continue
+            part, r = dead[0], f"exited with code {procs[dead[0]].exitcode}"
         if isinstance(r, str):
             for proc in procs:
                 proc.terminate()
