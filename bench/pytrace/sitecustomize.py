@@ -5,7 +5,8 @@ With this directory on PYTHONPATH and BENCH_PYTRACE_FILE set, every Python proce
 line (start time, pid, parent pid, recipe stage, command line) to that file, so a recipe run can be counted per
 stage without counting processes by hand from the shell scripts. Forked children (DataLoader
 workers, multiprocessing 'fork') do not start an interpreter and are, rightly, not counted.
-stdlib only, no output, and nothing happens without BENCH_PYTRACE_FILE.
+stdlib only, no output, and nothing happens without BENCH_PYTRACE_FILE. On PYTHONPATH it shadows any
+other sitecustomize module (the venv has none); put it there only for a traced run.
 """
 import os
 

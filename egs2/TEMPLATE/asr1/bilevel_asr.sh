@@ -1113,7 +1113,7 @@ fi
 
 # ============================================================================ stage 14: packing
 # reads:  <exp>/export/{config.yaml,model.pth}, <asr_stats_dir>/train/feats_stats.npz, <exp>/RESULTS.md
-# writes: <exp>/<exp name>_<model>.zip
+# writes: <exp>/<exp name>_<model>.zip; <expdir>/logs/stage14_pack.{jobs,log} (the packs made and their log)
 pack_of() { echo "$1/$(basename "$1")_$(basename "${inference_asr_model}" .pth).zip"; }  # pack_of <exp>
 if run_stage 14; then
     if ${skip_packing}; then
