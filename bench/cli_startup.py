@@ -251,10 +251,10 @@ def stage_rows(processes, stages, run_end, startup):
     """One row per stage that started Python: its processes by probe, the start-up they add up to
     (sum) and the wall time in which at least one of them was starting ([start, start + probe
     median), so processes started side by side count once), and the stage's wall time from the log
-    (its first "stage <n>:" line, or its first process if earlier, to the next stage's start). A process belongs to the stage recorded with it
-    (BILEVEL_STAGE, which bilevel_asr.sh exports when a stage starts), else to the stage whose first
-    log line came last before it (work a stage does before its first log line then counts in the
-    stage before).
+    (its first "stage <n>:" line, or its first process if earlier, to the next stage's start). A
+    process belongs to the stage recorded with it (BILEVEL_STAGE, which bilevel_asr.sh exports when
+    a stage starts), else to the stage whose first log line came last before it (work a stage does
+    before its first log line then counts in the stage before). Rows are in stage order.
     startup: probe -> median start-up s. Unmatched processes are counted and named, not estimated."""
     first_process = {}
     for p in processes:  # sorted by time
@@ -276,8 +276,9 @@ def stage_rows(processes, stages, run_end, startup):
             continue
         row["count"][probe] = row["count"].get(probe, 0) + 1
         row["intervals"].append((p["t"], p["t"] + startup[probe]))
+    order = {s: i for i, (s, _) in enumerate(stages)}
     out = []
-    for stage, row in rows.items():
+    for stage, row in sorted(rows.items(), key=lambda kv: order.get(kv[0], -1)):
         n = sum(row["count"].values()) + len(row["unmatched"])
         stage_wall = ends[stage] - starts[stage] if stage in starts else None
         out.append({
@@ -313,7 +314,8 @@ def print_stage_table(trace_dir: Path, med):
         print(f"\nstages without a Python process: {', '.join(silent)}")
     print("\n(start-up sum: every process's probe median; start-up wall: the time in which at least one of "
           "the stage's processes was starting, [start, start + median), so jobs started side by side count "
-          "once; stage wall: from the stage's first log line to the next stage's.)")
+          "once; stage wall: from the stage's first log line (or first process, if earlier) to the next "
+          "stage's start.)")
 
 
 def main():

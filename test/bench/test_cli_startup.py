@@ -118,5 +118,6 @@ def test_recorded_stage_wins_over_log_order(cli_startup, tmp_path):
     rows = {r["stage"]: r for r in cli_startup.stage_rows(processes, stages, run_end, startup)}
     assert rows["9"]["count"] == {"data_tools (+ numpy, soundfile)": 1}
     assert rows["10"]["count"] == {"data_tools (+ numpy, soundfile)": 1, "bilevel_asr_train --help": 1}
+    assert [r["stage"] for r in cli_startup.stage_rows(processes, stages, run_end, startup)] == ["9", "10"]
     assert rows["9"]["stage_wall"] == pytest.approx(2.0)       # 99 -> 101, where stage 10's work began
     assert rows["10"]["stage_wall"] == pytest.approx(19.0)     # 101 -> 120
