@@ -300,9 +300,10 @@ def print_stage_table(trace_dir: Path, med):
     print("|---|---|---|---|---|---|---|")
     tot = [0, 0.0, 0.0, 0.0]
     for r in rows:
-        what = ", ".join(f"{k} × {p}" for p, k in sorted(r["count"].items(), key=lambda kv: -kv[1]))
+        parts = [", ".join(f"{k} × {p}" for p, k in sorted(r["count"].items(), key=lambda kv: -kv[1]))]
         if r["unmatched"]:
-            what += f"; {len(r['unmatched'])} without a probe: " + "; ".join(sorted(set(r["unmatched"])))
+            parts.append(f"{len(r['unmatched'])} without a probe: " + "; ".join(sorted(set(r["unmatched"]))))
+        what = "; ".join(x for x in parts if x)
         wall = r["stage_wall"]
         share = f"{100 * r['startup_wall'] / wall:.0f} %" if wall else "-"
         print(f"| {r['stage']} | {what} | {r['processes']} | {r['startup_sum']:.1f} | {r['startup_wall']:.1f} | "
