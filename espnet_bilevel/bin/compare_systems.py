@@ -70,6 +70,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from espnet_bilevel.data import markdown_table
+
 
 class CompareError(Exception):
     pass
@@ -260,14 +262,14 @@ def markdown(rows: List[dict], sets: List[str]) -> str:
     lines = ["## Comparison of systems", "",
              "Same data, model and decoding for every system; WER/CER in %, wall time of stage 11 "
              "(for the PT+FT systems: pre-training + fine-tuning)." + (" " + CPU_NOTE if cpu else ""), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *markdown_table.header(head)]
     for r in rows:
         cells = [r["system"], _fmt_params(r["params"]), _fmt(r["wall_seconds"], 0)]
         if cpu:
             cells.append(_fmt(r.get("cpu_seconds"), 0))
         for s in sets:
             cells += [_fmt(r["scores"][s]["wer"]), _fmt(r["scores"][s]["cer"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_table.row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -287,7 +289,7 @@ def markdown_runs(rows: List[dict], sets: List[str]) -> str:
              "Same data, model and decoding for every system; WER/CER in %, wall time of stage 11 "
              "(for the PT+FT systems: pre-training + fine-tuning). Each cell is mean ± sample standard deviation "
              "over the system's runs (seeds); n = runs." + (" " + CPU_NOTE if cpu else ""), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *markdown_table.header(head)]
     for r in rows:
         cells = [r["system"], str(r["n"]), _fmt_params(r["params"]),
                  fmt_mean_std(r["wall_seconds"], r["wall_seconds_std"], 0)]
@@ -296,7 +298,7 @@ def markdown_runs(rows: List[dict], sets: List[str]) -> str:
         for s in sets:
             for m in ("wer", "cer"):
                 cells.append(fmt_mean_std(r["scores"][s][m], r["scores_std"][s][m]))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_table.row(cells))
     return "\n".join(lines) + "\n"
 
 
@@ -502,8 +504,8 @@ def markdown_paired(pairs: List[dict], unpaired: List[str], sets: List[str]) -> 
         return ""
     head = ["B vs A", "seeds"] + [f"{s}: WER(B) - WER(A)" for s in sets]
     lines = ["## Paired by seed", "", PAIRED_EXPLAINED, "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(paired_cells(e, sets)) + " |" for e in pairs]
+             *markdown_table.header(head)]
+    lines += [markdown_table.row(paired_cells(e, sets)) for e in pairs]
     if unpaired:
         lines += ["", "Not paired: " + "; ".join(unpaired) + "."]
     return "\n".join(lines) + "\n"

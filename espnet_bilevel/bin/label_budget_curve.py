@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Tuple
 from espnet_bilevel.bin.compare_systems import (PAIRED_EXPLAINED, CompareError, fmt_mean_std, mean_std,
                                                  paired_by_seed, paired_cells, read_scores,
                                                  read_seconds_with_pre, seed_of)
+from espnet_bilevel.data import markdown_table
 
 
 def _point(value: str) -> Tuple[str, int, List[Path]]:
@@ -93,12 +94,12 @@ def markdown_plot_set(table, plot_set: str) -> str:
     systems = list(table)
     budgets = budgets_of(table)
     head = ["labeled utts"] + [f"{sys_} {plot_set} WER" for sys_ in systems] + ["runs per cell"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = markdown_table.header(head)
     for n in budgets:
         cells = [table[sys_].get(n) for sys_ in systems]
         wer = [fmt_mean_std(*c[plot_set]["wer"][:2]) if c else "-" for c in cells]
         runs = sorted({c[plot_set]["wer"][2] for c in cells if c})
-        lines.append("| " + " | ".join([str(n)] + wer + ["/".join(map(str, runs))]) + " |")
+        lines.append(markdown_table.row([str(n)] + wer + ["/".join(map(str, runs))]))
     return "\n".join(lines) + "\n"
 
 
@@ -110,11 +111,11 @@ def markdown_cpu(table) -> str:
     if all(c["cpu_seconds"][0] is None for per in table.values() for c in per.values()):
         return ""
     head = ["labeled utts"] + [f"{sys_} train CPU (s)" for sys_ in systems]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = markdown_table.header(head)
     for n in budgets:
         cells = [table[sys_].get(n) for sys_ in systems]
         cpu = [fmt_mean_std(*c["cpu_seconds"][:2], digits=0) if c else "-" for c in cells]
-        lines.append("| " + " | ".join([str(n)] + cpu) + " |")
+        lines.append(markdown_table.row([str(n)] + cpu))
     return "\n".join(lines) + "\n"
 
 
@@ -125,10 +126,10 @@ def markdown_paired_per_budget(paired: Dict[int, Tuple[List[dict], List[str]]], 
         return ""
     head = ["labeled utts", "B vs A", "seeds"] + [f"{s}: WER(B) - WER(A)" for s in sets]
     lines = ["Paired by seed, per budget. " + PAIRED_EXPLAINED, "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *markdown_table.header(head)]
     not_paired = []
     for n, (pairs, unpaired) in paired.items():
-        lines += ["| " + " | ".join([str(n)] + paired_cells(e, sets)) + " |" for e in pairs]
+        lines += [markdown_table.row([str(n)] + paired_cells(e, sets)) for e in pairs]
         not_paired += [f"{n} utts: {u}" for u in unpaired]
     if not_paired:
         lines += ["", "Not paired: " + "; ".join(not_paired) + "."]
@@ -139,7 +140,7 @@ def markdown(table, sets: List[str]) -> str:
     systems = list(table)
     budgets = budgets_of(table)
     head = ["labeled utts"] + [f"{sys} {s} {m.upper()}" for sys in systems for s in sets for m in ("wer", "cer")]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = markdown_table.header(head)
     for n in budgets:
         row = [str(n)]
         for sys_ in systems:
@@ -147,7 +148,7 @@ def markdown(table, sets: List[str]) -> str:
                 for m in ("wer", "cer"):
                     cell = table[sys_].get(n)
                     row.append(fmt_mean_std(*cell[s][m][:2]) if cell else "-")
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append(markdown_table.row(row))
     return "\n".join(lines) + "\n"
 
 

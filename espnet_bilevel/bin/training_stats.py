@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from espnet_bilevel.bin.compare_systems import name_and_dirs, fmt_mean_std, mean_std
+from espnet_bilevel.data import markdown_table
 
 
 class StatsError(Exception):
@@ -65,7 +66,7 @@ def reported(stats: Dict[int, dict], key: str) -> str:
 def table(runs: List[tuple], keys: List[str], epoch: Optional[int], digits: int) -> str:
     """A cell is "-" when a run of that row did not report the key; a key no run reported is an error."""
     head = ["run", "runs", "epoch"] + keys
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = markdown_table.header(head)
     found = {key: False for key in keys}
     first = None
     for name, dirs in runs:
@@ -78,7 +79,7 @@ def table(runs: List[tuple], keys: List[str], epoch: Optional[int], digits: int)
             found[key] |= any(v is not None for v in values)
             mean, std = mean_std(values)
             cells.append(fmt_mean_std(mean, std, digits))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(markdown_table.row(cells))
     missing = [k for k, ok in found.items() if not ok]
     if missing:
         exp, stats = first
