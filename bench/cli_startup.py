@@ -289,8 +289,8 @@ def stage_rows(processes, stages, run_end, startup):
     return out
 
 
-def print_stage_table(trace_dir: Path, med):
-    processes, stages, run_end = read_trace(trace_dir)
+def print_stage_table(trace_dir: Path, trace, med):
+    processes, stages, run_end = trace
     rows = stage_rows(processes, stages, run_end, med)
     print()
     print(f"Traced run {trace_dir}: {len(processes)} Python processes, "
@@ -335,8 +335,7 @@ def main():
         raise SystemExit(trace_run(a.trace_run, command))
     if a.command:
         ap.error(f"unexpected arguments {a.command} (a command is only taken with --trace_run)")
-    if a.trace is not None:
-        read_trace(a.trace)  # a bad trace fails now, not after minutes of probes
+    trace = read_trace(a.trace) if a.trace is not None else None  # a bad trace fails now, not after the probes
     t_start = time.perf_counter()
     env = recipe_env()
     names = [n for n in PROBES if a.probes is None or any(p in n for p in a.probes)]
@@ -367,8 +366,8 @@ def main():
                             "('torch', 'espnet2'))))"], cwd=RECIPE, env=env, capture_output=True, text=True)
         print(f"| {mod} | {'yes' if r.stdout.strip() == '1' else 'no' if r.stdout.strip() == '0' else 'ERROR'} |")
 
-    if a.trace is not None:
-        print_stage_table(a.trace, med)
+    if trace is not None:
+        print_stage_table(a.trace, trace, med)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"wall {time.perf_counter() - t_start:.1f} s")
 

@@ -148,17 +148,17 @@ def measure(a, part=0, parts=1, barrier=None):
     config = yaml.safe_load((model_dir / "config.yaml").read_text())
     os.chdir(a.recipe_dir or find_recipe_dir(model_dir, config))
 
+    entries = contiguous_part(read_scp(data_dir / "wav.scp"), part, parts)  # read only this job's audio
+    if not entries:
+        raise SystemExit(f"ERROR: {data_dir}/wav.scp has fewer utterances than --jobs {parts}")
     t0 = time.perf_counter()
     utts = []
-    for key, path in read_scp(data_dir / "wav.scp"):
+    for key, path in entries:
         if not Path(path).is_absolute():
             path = str(Path.cwd() / path)
         wav, fs = soundfile.read(path, dtype="float32")
         utts.append((key, torch.from_numpy(np.ascontiguousarray(wav))))
     t_read = time.perf_counter() - t0
-    utts = contiguous_part(utts, part, parts)
-    if not utts:
-        raise SystemExit(f"ERROR: {data_dir}/wav.scp has fewer utterances than --jobs {parts}")
     audio_sec = sum(len(w) for _, w in utts) / fs
 
     def load(conf_path):
