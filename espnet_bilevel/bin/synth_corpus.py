@@ -4,6 +4,8 @@ Usage:
     python -m espnet_bilevel.bin.synth_corpus --out corpus [--seed 0] [--jobs 2]
     python -m espnet_bilevel.bin.synth_corpus --out corpus --n_labeled 60 --n_unlabeled 600 \
         --n_dev 40 --n_test 60 [--progress_every 100]
+    python -m espnet_bilevel.bin.synth_corpus --out corpus_u2400 --extra_unlabeled 1800
+        (the default corpus plus 1800 unlabeled utterances: same labeled, dev and test sets)
 
 Writes corpus/wav/<split>/*.wav (16 kHz mono 16-bit), corpus/data/{train_labeled,train_unlabeled,
 dev,test}/{wav.scp,text,utt2spk,spk2utt}, corpus/corpus_info.json (domains and counts per split)
@@ -31,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n_unlabeled", type=int, default=DEFAULT_SIZES["train_unlabeled"])
     parser.add_argument("--n_dev", type=int, default=DEFAULT_SIZES["dev"])
     parser.add_argument("--n_test", type=int, default=DEFAULT_SIZES["test"])
+    parser.add_argument(
+        "--extra_unlabeled",
+        type=int,
+        default=0,
+        help="more train_unlabeled utterances from a random stream of their own; the other splits stay "
+        "exactly those of --seed and the --n_* sizes",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="parallel synthesis threads")
     parser.add_argument("--progress_every", type=int, default=100, help="progress line every N utterances")
     return parser
@@ -44,7 +53,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         "dev": args.n_dev,
         "test": args.n_test,
     }
-    synthesize_corpus(args.out, seed=args.seed, sizes=sizes, jobs=args.jobs, progress_every=args.progress_every)
+    synthesize_corpus(
+        args.out,
+        seed=args.seed,
+        sizes=sizes,
+        jobs=args.jobs,
+        progress_every=args.progress_every,
+        extra_unlabeled=args.extra_unlabeled,
+    )
     return 0
 
 

@@ -32,7 +32,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, TextIO, Tuple
+from typing import Dict, Iterable, List, Optional, TextIO, Tuple
 
 from espnet_bilevel.data.kaldi_dir import (
     DataDir,
@@ -121,10 +121,10 @@ def _phrase(rng: random.Random) -> List[str]:
     return [rng.choice(WORDS["digit"]), rng.choice(WORDS["size"]), rng.choice(WORDS["animal"])]
 
 
-def make_sentences(rng: random.Random, n: int) -> List[str]:
-    """``n`` distinct sentences of 1-3 phrases (deterministic given the rng state)."""
+def make_sentences(rng: random.Random, n: int, exclude: Iterable[str] = ()) -> List[str]:
+    """``n`` distinct sentences of 1-3 phrases, none in ``exclude`` (deterministic given the rng state)."""
     sentences: List[str] = []
-    seen = set()
+    seen = set(exclude)
     attempts = 0
     while len(sentences) < n:
         attempts += 1
@@ -140,11 +140,17 @@ def make_sentences(rng: random.Random, n: int) -> List[str]:
     return sentences
 
 
-def plan_corpus(seed: int = 0, sizes: Optional[Dict[str, int]] = None) -> Dict[str, List[Utterance]]:
+def plan_corpus(
+    seed: int = 0, sizes: Optional[Dict[str, int]] = None, extra_unlabeled: int = 0
+) -> Dict[str, List[Utterance]]:
     """Decide every utterance (id, domain, speaker, voice, rate, pitch, text); no audio.
 
-    Pure function of (seed, sizes). Domains are assigned round-robin over a shuffled domain order
-    per split, so every allowed domain is covered as soon as a split has that many utterances.
+    Pure function of (seed, sizes, extra_unlabeled). Domains are assigned round-robin over a
+    shuffled domain order per split, so every allowed domain is covered as soon as a split has that
+    many utterances. ``extra_unlabeled`` utterances are appended to ``train_unlabeled`` from a random
+    stream of their own, after everything else is planned: the corpus without them is exactly the
+    corpus of (seed, sizes), so a run with more unlabeled audio has the same labeled, dev and test
+    sets (and the extra sentences occur in no other split).
     """
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     for split, n in sizes.items():
@@ -152,36 +158,53 @@ def plan_corpus(seed: int = 0, sizes: Optional[Dict[str, int]] = None) -> Dict[s
             raise DataError(f"unknown split '{split}' (known: {', '.join(SPLITS)})")
         if n < 1:
             raise DataError(f"split '{split}' must have at least 1 utterance, got {n}")
+    if extra_unlabeled < 0:
+        raise DataError(f"extra_unlabeled must be >= 0, got {extra_unlabeled}")
     rng = random.Random(seed)
     sentences = make_sentences(rng, sum(sizes[s] for s in SPLITS))
-    by_name = {d.name: d for d in DOMAINS}
     plan: Dict[str, List[Utterance]] = {}
     counter = 0
     for split in SPLITS:
         allowed = list(LABELED_DOMAINS) if split == "train_labeled" else [d.name for d in DOMAINS]
-        utts: List[Utterance] = []
-        order: List[str] = []
-        for _ in range(sizes[split]):
-            if not order:
-                order = allowed[:]
-                rng.shuffle(order)
-            domain = by_name[order.pop()]
-            spk, voice, variant = rng.choice(domain.speakers())
-            counter += 1
-            utts.append(
-                Utterance(
-                    utt_id=f"{spk}-{counter:05d}",
-                    split=split,
-                    domain=domain.name,
-                    speaker=spk,
-                    voice=voice + variant,
-                    speed=rng.randint(*domain.speed),
-                    pitch=rng.randint(*domain.pitch),
-                    text=sentences[counter - 1],
-                )
-            )
-        plan[split] = utts
+        texts = sentences[counter : counter + sizes[split]]
+        plan[split] = _plan_split(rng, split, allowed, texts, first_index=counter + 1)
+        counter += sizes[split]
+    if extra_unlabeled:
+        # A string seed is hashed by random itself (sha512), independent of PYTHONHASHSEED.
+        extra_rng = random.Random(f"extra_unlabeled:{seed}")
+        texts = make_sentences(extra_rng, extra_unlabeled, exclude=sentences)
+        plan["train_unlabeled"] += _plan_split(
+            extra_rng, "train_unlabeled", [d.name for d in DOMAINS], texts, first_index=counter + 1
+        )
     return plan
+
+
+def _plan_split(
+    rng: random.Random, split: str, allowed: List[str], texts: List[str], first_index: int
+) -> List[Utterance]:
+    """One utterance per text, domains round-robin over ``allowed``; ids numbered from ``first_index``."""
+    by_name = {d.name: d for d in DOMAINS}
+    utts: List[Utterance] = []
+    order: List[str] = []
+    for index, text in enumerate(texts, start=first_index):
+        if not order:
+            order = allowed[:]
+            rng.shuffle(order)
+        domain = by_name[order.pop()]
+        spk, voice, variant = rng.choice(domain.speakers())
+        utts.append(
+            Utterance(
+                utt_id=f"{spk}-{index:05d}",
+                split=split,
+                domain=domain.name,
+                speaker=spk,
+                voice=voice + variant,
+                speed=rng.randint(*domain.speed),
+                pitch=rng.randint(*domain.pitch),
+                text=text,
+            )
+        )
+    return utts
 
 
 def check_tools() -> None:
@@ -217,8 +240,11 @@ def synthesize_utterance(utt: Utterance, wav_path: Path) -> None:
     os.replace(tmp, wav_path)
 
 
-def args_hash(seed: int, sizes: Dict[str, int]) -> str:
-    payload = json.dumps({"version": CORPUS_VERSION, "seed": seed, "sizes": sizes}, sort_keys=True)
+def args_hash(seed: int, sizes: Dict[str, int], extra_unlabeled: int = 0) -> str:
+    args: Dict = {"version": CORPUS_VERSION, "seed": seed, "sizes": sizes}
+    if extra_unlabeled:  # absent when 0, so the corpora made before the option keep their hash
+        args["extra_unlabeled"] = extra_unlabeled
+    payload = json.dumps(args, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -229,6 +255,7 @@ def synthesize_corpus(
     jobs: int = 2,
     progress_every: int = 100,
     log: Optional[TextIO] = None,
+    extra_unlabeled: int = 0,
 ) -> Dict:
     """Build the whole corpus under ``out_dir``; returns the corpus_info dict.
 
@@ -238,7 +265,7 @@ def synthesize_corpus(
     log = log or sys.stderr
     out_dir = Path(out_dir).resolve()
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
-    digest = args_hash(seed, sizes)
+    digest = args_hash(seed, sizes, extra_unlabeled)
     done_marker = out_dir / ".done"
     info_path = out_dir / "corpus_info.json"
     if done_marker.is_file():
@@ -250,7 +277,7 @@ def synthesize_corpus(
             f"delete {out_dir} or choose another output directory"
         )
     check_tools()
-    plan = plan_corpus(seed, sizes)
+    plan = plan_corpus(seed, sizes, extra_unlabeled)
 
     # A partial run with other arguments may have left wavs with the same names: start clean then.
     in_progress = out_dir / ".in_progress"
@@ -286,6 +313,7 @@ def synthesize_corpus(
         "version": CORPUS_VERSION,
         "seed": seed,
         "args_hash": digest,
+        "extra_unlabeled": extra_unlabeled,
         "vocabulary": VOCABULARY,
         "domains": {d.name: {**asdict(d), "speakers": [s for s, _, _ in d.speakers()]} for d in DOMAINS},
         "labeled_domains": list(LABELED_DOMAINS),

@@ -61,6 +61,33 @@ def test_plan_rejects_bad_sizes():
         plan_corpus(sizes={"dev": 0})
 
 
+def test_extra_unlabeled_keeps_the_other_splits():
+    base = plan_corpus(seed=5, sizes=TINY)
+    more = plan_corpus(seed=5, sizes=TINY, extra_unlabeled=7)
+    # the corpus without the extra utterances is unchanged, utterance for utterance
+    for split in SPLITS:
+        assert more[split][: len(base[split])] == base[split]
+    extra = more["train_unlabeled"][len(base["train_unlabeled"]) :]
+    assert len(extra) == 7 and all(u.split == "train_unlabeled" for u in extra)
+    # new sentences and ids only, drawn over every domain
+    old_texts = {u.text for s in SPLITS for u in base[s]}
+    assert not {u.text for u in extra} & old_texts and len({u.text for u in extra}) == 7
+    all_ids = [u.utt_id for s in SPLITS for u in more[s]]
+    assert len(all_ids) == len(set(all_ids))
+    assert {u.domain for u in extra} == {d.name for d in DOMAINS}
+    # deterministic, and seed-dependent
+    assert plan_corpus(seed=5, sizes=TINY, extra_unlabeled=7) == more
+    assert plan_corpus(seed=6, sizes=TINY, extra_unlabeled=7)["train_unlabeled"][-7:] != extra
+    with pytest.raises(DataError, match="extra_unlabeled must be >= 0"):
+        plan_corpus(seed=5, sizes=TINY, extra_unlabeled=-1)
+
+
+def test_extra_unlabeled_changes_the_args_hash_only_when_used():
+    sizes = dict(synth_corpus.DEFAULT_SIZES)
+    assert synth_corpus.args_hash(0, sizes, 0) == synth_corpus.args_hash(0, sizes)
+    assert synth_corpus.args_hash(0, sizes, 10) != synth_corpus.args_hash(0, sizes)
+
+
 def test_missing_tools_message(monkeypatch, tmp_path):
     monkeypatch.setattr(synth_corpus.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match=r"espeak-ng and sox not found.*apt-get install espeak-ng sox"):
