@@ -2,7 +2,6 @@
 plus the error paths: a stage run before its inputs exist, and a rerun after a failure."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -170,33 +169,30 @@ def test_lm_stages_and_lm_decoding(recipe_copy):
     assert "--lm_file" in log and "--lm_weight 0.3" in log
 
 
-def test_data_extra_unlabeled(recipe_copy, tmp_path):
-    """local/data.sh --extra_unlabeled: more unlabeled audio, the same labeled, dev and test sets."""
+def test_extra_unlabeled(recipe_copy):
+    """run.sh --extra_unlabeled N: more unlabeled audio in its own dirs, the same labeled, dev and test sets."""
     d = recipe_copy("mini_synth")
-
-    def data_sh(datadir, *opts):
-        return subprocess.run(
-            ["bash", "local/data.sh", "--small", "true", *opts],
-            cwd=d, env={**os.environ, "BILEVEL_DATADIR": str(tmp_path / datadir)},
-            capture_output=True, text=True, timeout=300,
-        )
+    assert run_recipe(d, "--small", "true", "--stop_stage", "1", timeout=300).returncode == 0
+    proc = run_recipe(d, "--small", "true", "--extra_unlabeled", "3", "--stop_stage", "1", timeout=300)
+    assert proc.returncode == 0, output(proc)
+    assert (d / "downloads" / "mini_synth_small_extra3_seed0" / ".done").is_file()
 
     def lines(datadir, split, name):
-        return (tmp_path / datadir / split / name).read_text().splitlines()
+        return (d / datadir / split / name).read_text().splitlines()
 
-    assert data_sh("base").returncode == 0
-    proc = data_sh("more", "--extra_unlabeled", "3")
-    assert proc.returncode == 0, proc.stderr
-    assert (d / "downloads" / "mini_synth_small_extra3_seed0" / ".done").is_file()
     for split in ("train_labeled", "dev", "test"):
-        assert lines("more", split, "wav.scp") == [
+        assert lines("data_small_extra3", split, "wav.scp") == [
             line.replace("mini_synth_small_seed0", "mini_synth_small_extra3_seed0")
-            for line in lines("base", split, "wav.scp")
+            for line in lines("data_small", split, "wav.scp")
         ]
-        assert lines("more", split, "text") == lines("base", split, "text")
-    unlab = {line.split()[0] for line in lines("more", "train_unlabeled", "wav.scp")}
-    assert {line.split()[0] for line in lines("base", "train_unlabeled", "wav.scp")} < unlab
+        assert lines("data_small_extra3", split, "text") == lines("data_small", split, "text")
+    unlab = {line.split()[0] for line in lines("data_small_extra3", "train_unlabeled", "wav.scp")}
+    assert {line.split()[0] for line in lines("data_small", "train_unlabeled", "wav.scp")} < unlab
     assert len(unlab) == 24 + 3
-    assert not (tmp_path / "more" / "train_unlabeled" / "text").exists()
-    bad = data_sh("bad", "--extra_unlabeled", "x")
-    assert bad.returncode == 2 and "--extra_unlabeled must be a non-negative integer, got 'x'" in bad.stderr
+    assert not (d / "data_small_extra3" / "train_unlabeled" / "text").exists()
+    for bad in (("--extra_unlabeled", "x"), ("--extra_unlabeled",)):
+        proc = run_recipe(d, "--small", "true", *bad, "--stop_stage", "1", timeout=60)
+        assert proc.returncode == 2 and proc.stderr.count("run.sh: --extra_unlabeled") == 1, output(proc)
+    proc = subprocess.run(["bash", "local/data.sh", "--small", "true", "--extra_unlabeled", "-1"], cwd=d,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--extra_unlabeled must be a non-negative integer, got '-1'" in proc.stderr
