@@ -11,7 +11,8 @@ domains never seen with labels.
   A speaker is one (domain, voice, variant); utterances draw rate/pitch inside the domain range.
 * Splits: ``train_labeled`` (only ``LABELED_DOMAINS``), ``train_unlabeled``, ``dev`` and ``test``
   (all domains). Every sentence occurs in exactly one split. ``train_unlabeled`` still gets a
-  ``text`` file for analysis; recipes decide whether to read it.
+  ``text`` file for analysis; recipes decide whether to read it. ``extra_unlabeled`` adds more
+  unlabeled utterances without changing anything else (how much does more unlabeled audio help?).
 * Audio: espeak-ng's 22.05 kHz output piped through ``sox -D`` (no dither, so repeatable) to 16 kHz
   mono 16-bit wav under ``<out>/wav/<split>/``; each file is written to a temp name and renamed.
 * Output: ``<out>/data/<split>/{wav.scp,text,utt2spk,spk2utt}``, ``<out>/corpus_info.json`` and
