@@ -36,6 +36,10 @@ def relative_targets(md: Path) -> List[str]:
     return targets
 
 
+def missing_targets(md: Path) -> List[str]:
+    return [t for t in relative_targets(md) if not (md.parent / t).exists()]
+
+
 def test_shipped_markdown_is_found():
     names = {p.relative_to(REPO).as_posix() for p in shipped_markdown()}
     assert "README.md" in names
@@ -45,7 +49,7 @@ def test_shipped_markdown_is_found():
 
 @pytest.mark.parametrize("md", shipped_markdown(), ids=lambda p: p.relative_to(REPO).as_posix())
 def test_relative_links_exist(md: Path):
-    missing = [t for t in relative_targets(md) if not (md.parent / t).exists()]
+    missing = missing_targets(md)
     assert not missing, f"{md.relative_to(REPO)}: links to missing files: {missing}"
 
 
@@ -57,4 +61,4 @@ def test_link_check_catches_a_missing_figure(tmp_path: Path):
                   "[web](https://example.org/x.md) [here](#evidence)\n", encoding="utf-8")
     targets = relative_targets(md)
     assert targets == ["RESULTS_x_figures/a.png", "RESULTS_old_figures/b.png"]
-    assert [t for t in targets if not (md.parent / t).exists()] == ["RESULTS_old_figures/b.png"]
+    assert missing_targets(md) == ["RESULTS_old_figures/b.png"]
