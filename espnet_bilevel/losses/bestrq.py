@@ -12,6 +12,9 @@ import torch.nn.functional as F
 
 from espnet_bilevel.losses.abs_ssl_loss import AbsSSLLoss, BackboneView
 from espnet_bilevel.losses.masking import compute_span_mask, expand_mask
+from espnet_bilevel.losses.online_kmeans import OnlineKMeansQuantizer
+
+QUANTIZERS = ("random_projection", "online_kmeans")
 
 
 def random_projection_quantizer(
@@ -104,6 +107,15 @@ class BestRQLoss(AbsSSLLoss):
         rpq_seed (int, default 0): seed of the frozen projection and codebook.
         reduction (str, default "frame"): ``"frame"`` or ``"utterance"`` (see 3. above).
         eval_seed (int, default 0): seed for masks and noise in eval mode.
+        quantizer (str, default "random_projection"): where the anchor labels come from.
+            ``"random_projection"`` is BEST-RQ's frozen RPQ (step 1 above). ``"online_kmeans"``
+            replaces projection and codebook by a k-means codebook of ``codebook_size`` entries
+            over the same stacked frames, seeded from the first batch and refined by the first
+            ``kmeans_update_steps`` training batches, then frozen (HuBERT's first-iteration
+            targets, on the encoder's own features; see
+            :mod:`espnet_bilevel.losses.online_kmeans`). ``codebook_dim`` is then unused; needs
+            ``num_codebooks: 1``; ``rpq_seed`` seeds the k-means++ draws.
+        kmeans_update_steps (int, default 100): training batches that shape the k-means codebook.
 
     Stats: ``acc`` (masked top-1 accuracy, averaged over codebooks), ``code_entropy`` (entropy in
     nats of the label histogram over all valid encoder frames of the batch, averaged over
@@ -126,6 +138,8 @@ class BestRQLoss(AbsSSLLoss):
         rpq_seed: int = 0,
         reduction: str = "frame",
         eval_seed: int = 0,
+        quantizer: str = "random_projection",
+        kmeans_update_steps: int = 100,
     ):
         super().__init__()
         if subsampling < 1:
@@ -136,6 +150,10 @@ class BestRQLoss(AbsSSLLoss):
             raise ValueError("noise_std must be >= 0")
         if reduction not in ("frame", "utterance"):
             raise ValueError(f"reduction must be 'frame' or 'utterance', got {reduction!r}")
+        if quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
+        if quantizer == "online_kmeans" and num_codebooks != 1:
+            raise ValueError("quantizer 'online_kmeans' has one codebook: set num_codebooks: 1")
         self.input_size = input_size
         self.encoder_output_size = encoder_output_size
         self.subsampling = subsampling
@@ -149,23 +167,40 @@ class BestRQLoss(AbsSSLLoss):
         self.rpq_seed = rpq_seed
         self.reduction = reduction
         self.eval_seed = eval_seed
+        self.quantizer = quantizer
 
-        projection, codebook = random_projection_quantizer(
-            num_codebooks, input_size * subsampling, codebook_size, codebook_dim, rpq_seed
-        )
-        # Buffers, not parameters: the trainer's optimizers only see parameters(), and the
-        # buffers travel with the checkpoint, so a resumed / averaged model keeps its targets.
-        self.register_buffer("rpq_projection", projection)
-        self.register_buffer("rpq_codebook", codebook)
+        if quantizer == "online_kmeans":
+            self.kmeans = OnlineKMeansQuantizer(
+                input_size * subsampling, codebook_size, kmeans_update_steps, seed=rpq_seed
+            )
+        else:
+            projection, codebook = random_projection_quantizer(
+                num_codebooks, input_size * subsampling, codebook_size, codebook_dim, rpq_seed
+            )
+            # Buffers, not parameters: the trainer's optimizers only see parameters(), and the
+            # buffers travel with the checkpoint, so a resumed / averaged model keeps its targets.
+            self.register_buffer("rpq_projection", projection)
+            self.register_buffer("rpq_codebook", codebook)
         self.heads = torch.nn.ModuleList(
             [torch.nn.Linear(encoder_output_size, codebook_size) for _ in range(num_codebooks)]
         )
 
     # ------------------------------------------------------------------ targets
     @torch.no_grad()
-    def anchor_labels(self, feats: torch.Tensor, t_out: int) -> torch.Tensor:
-        """(B, T, F) normalized features -> (B, t_out, C) long labels (no graph, θ-free)."""
+    def anchor_labels(
+        self, feats: torch.Tensor, t_out: int, valid: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """(B, T, F) normalized features -> (B, t_out, C) long labels (no graph, θ-free).
+
+        With the k-means quantizer the batch's ``valid`` (B, t_out) frames first shape the
+        codebook (seeding / training-time refinement, see ``quantizer``); padding never does.
+        """
         stacked = self.stack_frames(feats, t_out).float()
+        if self.quantizer == "online_kmeans":
+            if valid is None:
+                valid = torch.ones(stacked.shape[:2], dtype=torch.bool, device=stacked.device)
+            self.kmeans.observe(stacked[valid], training=self.training)
+            return self.kmeans.assign(stacked)[..., None]
         proj = torch.einsum("btf,cfd->btcd", stacked, self.rpq_projection.float())
         proj = F.normalize(proj, dim=-1)
         # unit vectors: ||p - c||^2 = 2 - 2 p·c, so the nearest codeword has the largest dot
@@ -295,8 +330,8 @@ class BestRQLoss(AbsSSLLoss):
         self.check_lengths(enc, enc_lens, out_lens)
         enc = enc[:, :t_out]
 
-        labels = self.anchor_labels(feats, t_out)  # (B, T', C)
         valid = torch.arange(t_out, device=feats.device)[None, :] < out_lens.to(feats.device)[:, None]
+        labels = self.anchor_labels(feats, t_out, valid)  # (B, T', C)
         mask = mask_out.to(feats.device) & valid
         mask_frac = mask.sum().float() / valid.sum().clamp(min=1).float()
         entropy, usage = code_usage_stats(labels[valid], self.codebook_size)

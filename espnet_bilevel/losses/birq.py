@@ -46,8 +46,9 @@ class BiRQLoss(BestRQLoss):
 
     Options: every :class:`BestRQLoss` option (input_size, encoder_output_size, subsampling=4,
     codebook_size=256, codebook_dim=16, num_codebooks=1, mask_prob=0.3, mask_span=4,
-    min_masks=1, noise_std=0.1, rpq_seed=0, reduction="frame", eval_seed=0), which configure the
-    shared masking and the anchor branch G, plus (paper values in brackets; `[NF]` = not given):
+    min_masks=1, noise_std=0.1, rpq_seed=0, reduction="frame", eval_seed=0,
+    quantizer="random_projection", kmeans_update_steps=100), which configure the shared masking
+    and the anchor branch G (``quantizer: online_kmeans`` gives G k-means targets), plus (paper values in brackets; `[NF]` = not given):
         enhanced_layer (int or None, default None) [7 of 10]: k, 1-based; None means
             ``max(1, round(0.7 * backbone.num_layers))``, resolved at every call.
         enhanced_codebook_size (int, default 256) [NF]: entries of the enhanced codebook.
@@ -100,13 +101,15 @@ class BiRQLoss(BestRQLoss):
         enhanced_weight: float = 0.1,
         anchor_weight: float = 2.4,
         enhanced_norm: str = "instance",
+        quantizer: str = "random_projection",
+        kmeans_update_steps: int = 100,
     ):
         super().__init__(
             input_size=input_size, encoder_output_size=encoder_output_size,
             subsampling=subsampling, codebook_size=codebook_size, codebook_dim=codebook_dim,
             num_codebooks=num_codebooks, mask_prob=mask_prob, mask_span=mask_span,
             min_masks=min_masks, noise_std=noise_std, rpq_seed=rpq_seed, reduction=reduction,
-            eval_seed=eval_seed,
+            eval_seed=eval_seed, quantizer=quantizer, kmeans_update_steps=kmeans_update_steps,
         )
         if enhanced_layer is not None and enhanced_layer < 1:
             raise ValueError("enhanced_layer is 1-based and must be >= 1 (or null for 70% depth)")
