@@ -126,6 +126,44 @@ def test_resume_after_interruption_matches_uninterrupted_run(
                 torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-6)
 
 
+def test_resume_keeps_a_kmeans_codebook_that_is_still_being_refined(
+    tmp_path, tiny_corpus, tiny_stats, monkeypatch
+):
+    """BEST-RQ with online k-means targets, interrupted while its codebook is still moving: the
+    resumed run must continue from the refined codebook, not reseed it."""
+    from espnet_bilevel.trainers.bilevel_trainer import BilevelTrainer
+
+    # two bilevel epochs, no fine-tuning epoch, so that epoch 2 (the resumed one) has SSL steps
+    cfg = write_config(tmp_path / "km.yaml", solver="bljust",
+                  solver_conf={"finetune_epochs": 0, "penalty_schedule_conf": {"gamma_max": 2.0}},
+                  ssl_loss="bestrq",
+                  ssl_loss_conf={"codebook_size": 8, "mask_prob": 0.3, "mask_span": 2,
+                                 "quantizer": "online_kmeans", "kmeans_update_steps": 100})
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    run_task(train_cmd(tiny_corpus, tiny_stats, full, cfg))
+    original = BilevelTrainer.train_one_epoch.__func__
+
+    def dies_in_epoch_2(cls, *args, **kwargs):
+        if kwargs["iterator"].epoch == 2:
+            raise _Interrupt()
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(BilevelTrainer, "train_one_epoch", classmethod(dies_in_epoch_2))
+    with pytest.raises(_Interrupt):
+        run_task(train_cmd(tiny_corpus, tiny_stats, resumed, cfg))
+    monkeypatch.undo()
+    run_task(train_cmd(tiny_corpus, tiny_stats, resumed, cfg, extra=["--resume", "true"]))
+
+    a, b = _final_state(full), _final_state(resumed)
+    after_epoch1 = _final_state(full, 1)
+    # still refining after both epochs (fewer than 100 SSL batches), and moved in epoch 2
+    assert 1 < int(a["ssl_loss.kmeans.num_updates"]) < 100
+    assert int(after_epoch1["ssl_loss.kmeans.num_updates"]) < int(a["ssl_loss.kmeans.num_updates"])
+    assert not torch.equal(after_epoch1["ssl_loss.kmeans.centroids"], a["ssl_loss.kmeans.centroids"])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
 def _nan_ssl(monkeypatch, n_bad):
     """Make the first ``n_bad`` SSL losses NaN (None = all of them)."""
     from espnet_bilevel.models.bilevel_asr_model import BilevelASRModel
