@@ -87,18 +87,13 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("solver", sorted(SOLVER_CONFS))
-def test_resume_after_interruption_matches_uninterrupted_run(
-    solver, tmp_path, tiny_corpus, tiny_stats, monkeypatch
-):
+def _train_full_and_interrupted_then_resumed(cfg, tmp_path, tiny_corpus, tiny_stats, monkeypatch):
+    """Train ``cfg`` once without a break (``full``) and once dying at the start of epoch 2, then
+    resumed with --resume true (``resumed``); returns the two output dirs."""
     from espnet_bilevel.trainers.bilevel_trainer import BilevelTrainer
 
-    # with batch-level lr schedulers on both optimizers, so their state must be restored too
-    cfg = _config(tmp_path, solver, scheduler="warmuplr", scheduler_conf={"warmup_steps": 3},
-                  scheduler2="warmuplr", scheduler2_conf={"warmup_steps": 5})
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     run_task(train_cmd(tiny_corpus, tiny_stats, full, cfg))
-
     original = BilevelTrainer.train_one_epoch.__func__
 
     def dies_in_epoch_2(cls, *args, **kwargs):
@@ -112,6 +107,18 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     assert (resumed / "checkpoint.pth").exists() and not (resumed / "2epoch.pth").exists()
     monkeypatch.undo()
     run_task(train_cmd(tiny_corpus, tiny_stats, resumed, cfg, extra=["--resume", "true"]))
+    return full, resumed
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVER_CONFS))
+def test_resume_after_interruption_matches_uninterrupted_run(
+    solver, tmp_path, tiny_corpus, tiny_stats, monkeypatch
+):
+    # with batch-level lr schedulers on both optimizers, so their state must be restored too
+    cfg = _config(tmp_path, solver, scheduler="warmuplr", scheduler_conf={"warmup_steps": 3},
+                  scheduler2="warmuplr", scheduler2_conf={"warmup_steps": 5})
+    full, resumed = _train_full_and_interrupted_then_resumed(
+        cfg, tmp_path, tiny_corpus, tiny_stats, monkeypatch)
 
     a, b = _final_state(full), _final_state(resumed)
     assert a.keys() == b.keys()
@@ -131,28 +138,14 @@ def test_resume_keeps_a_kmeans_codebook_that_is_still_being_refined(
 ):
     """BEST-RQ with online k-means targets, interrupted while its codebook is still moving: the
     resumed run must continue from the refined codebook, not reseed it."""
-    from espnet_bilevel.trainers.bilevel_trainer import BilevelTrainer
-
     # two bilevel epochs, no fine-tuning epoch, so that epoch 2 (the resumed one) has SSL steps
     cfg = write_config(tmp_path / "km.yaml", solver="bljust",
                   solver_conf={"finetune_epochs": 0, "penalty_schedule_conf": {"gamma_max": 2.0}},
                   ssl_loss="bestrq",
                   ssl_loss_conf={"codebook_size": 8, "mask_prob": 0.3, "mask_span": 2,
                                  "quantizer": "online_kmeans", "kmeans_update_steps": 100})
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    run_task(train_cmd(tiny_corpus, tiny_stats, full, cfg))
-    original = BilevelTrainer.train_one_epoch.__func__
-
-    def dies_in_epoch_2(cls, *args, **kwargs):
-        if kwargs["iterator"].epoch == 2:
-            raise _Interrupt()
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(BilevelTrainer, "train_one_epoch", classmethod(dies_in_epoch_2))
-    with pytest.raises(_Interrupt):
-        run_task(train_cmd(tiny_corpus, tiny_stats, resumed, cfg))
-    monkeypatch.undo()
-    run_task(train_cmd(tiny_corpus, tiny_stats, resumed, cfg, extra=["--resume", "true"]))
+    full, resumed = _train_full_and_interrupted_then_resumed(
+        cfg, tmp_path, tiny_corpus, tiny_stats, monkeypatch)
 
     a, b = _final_state(full), _final_state(resumed)
     after_epoch1 = _final_state(full, 1)
