@@ -2,8 +2,10 @@
 
 Targets come from a *frozen* random-projection quantizer (RPQ) applied to the unmasked input
 features, so they never depend on the backbone θ: a label is an integer computed from the
-features alone.  The encoder sees the features with span-masked frames replaced by small Gaussian
-noise and a linear head predicts the label of every masked encoder frame.
+features alone. (``quantizer: online_kmeans`` swaps the random quantizer for a k-means codebook
+fitted on the first training batches and then frozen; the labels stay θ-free.)  The encoder
+sees the features with span-masked frames replaced by small Gaussian noise and a linear head
+predicts the label of every masked encoder frame.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
