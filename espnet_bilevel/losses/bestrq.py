@@ -199,9 +199,10 @@ class BestRQLoss(AbsSSLLoss):
         """
         stacked = self.stack_frames(feats, t_out).float()
         if self.quantizer == "online_kmeans":
-            if valid is None:
-                valid = torch.ones(stacked.shape[:2], dtype=torch.bool, device=stacked.device)
-            self.kmeans.observe(stacked[valid], training=self.training)
+            # once frozen (nearly all of a run) the codebook needs no frames: skip gathering them
+            if not self.kmeans.frozen:
+                frames = stacked.flatten(0, 1) if valid is None else stacked[valid]
+                self.kmeans.observe(frames, training=self.training)
             return self.kmeans.assign(stacked)[..., None]
         proj = torch.einsum("btf,cfd->btcd", stacked, self.rpq_projection.float())
         proj = F.normalize(proj, dim=-1)
