@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from espnet_bilevel.losses.abs_ssl_loss import BackboneView
 from espnet_bilevel.losses.bestrq import BestRQLoss, code_usage_stats
+from padded_batches import random_padded_batch, seeded_generators
 
 F_IN, D, S = 8, 16, 4
 STAT_KEYS = {"acc", "code_entropy", "code_usage", "mask_frac"}
@@ -19,15 +20,7 @@ def _loss(**kw):
 
 
 def _batch(lengths=(160, 120, 100), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    feats = torch.randn(len(lengths), int(lengths.max()), F_IN, generator=g)
-    feats = feats * (torch.arange(feats.size(1))[None, :, None] < lengths[:, None, None])
-    return feats, lengths
-
-
-def _gens(seeds):
-    return [torch.Generator().manual_seed(s) for s in seeds]
+    return random_padded_batch(F_IN, lengths, seed)
 
 
 def _masks_from_seen(seen, feats, t_out):
@@ -126,10 +119,10 @@ def test_masked_frames_get_noise(make_encoder):
     enc = make_encoder(F_IN, D, S)
     loss_fn = _loss(mask_prob=0.6, noise_std=0.1)
     feats, lengths = _batch()
-    loss_fn(feats, lengths, enc.view(), generators=_gens([1, 2, 3]))
+    loss_fn(feats, lengths, enc.view(), generators=seeded_generators([1, 2, 3]))
     seen = enc.calls[0][0]
     # replay the same per-row streams: mask first, then noise
-    gens = _gens([1, 2, 3])
+    gens = seeded_generators([1, 2, 3])
     mask_out, mask_in, out_lens = loss_fn.draw_mask(lengths, feats.size(1), enc.view(), generators=gens)
     expected = loss_fn.apply_noise(feats, lengths, mask_in, generators=gens)
     assert torch.equal(seen, expected)
@@ -154,7 +147,7 @@ def test_ce_only_at_masked_positions(make_encoder):
     view = BackboneView(encode, F_IN, D, S, 1, enc.output_lengths)
     loss_fn = _loss()
     feats, lengths = _batch()
-    loss, _ = loss_fn(feats, lengths, view, generators=_gens([4, 5, 6]))
+    loss, _ = loss_fn(feats, lengths, view, generators=seeded_generators([4, 5, 6]))
     loss.backward()
     t_out = captured["out"].size(1)
     _, mask_out = _masks_from_seen(captured["seen"].detach(), feats, t_out)
@@ -200,20 +193,20 @@ def test_rows_are_independent_of_batch_mates_with_generators(make_encoder):
     feats, lengths = _batch()
     seeds = [11, 12, 13]
     torch.manual_seed(0)
-    batch_loss, _ = loss_fn(feats, lengths, enc.view(), generators=_gens(seeds))
+    batch_loss, _ = loss_fn(feats, lengths, enc.view(), generators=seeded_generators(seeds))
     alone = []
     for b in range(3):
         torch.manual_seed(100 + b)  # the global RNG must not matter
         n = int(lengths[b])
         loss_b, _ = loss_fn(feats[b : b + 1, :n], lengths[b : b + 1], enc.view(),
-                            generators=_gens(seeds[b : b + 1]))
+                            generators=seeded_generators(seeds[b : b + 1]))
         alone.append(loss_b.item())
     assert batch_loss.item() == pytest.approx(sum(alone) / 3, rel=1e-5)
     # frame-weighted reduction: still deterministic given the generators
     loss_fn = _loss()
-    l1, _ = loss_fn(feats, lengths, enc.view(), generators=_gens(seeds))
+    l1, _ = loss_fn(feats, lengths, enc.view(), generators=seeded_generators(seeds))
     torch.manual_seed(99)
-    l2, _ = loss_fn(feats, lengths, enc.view(), generators=_gens(seeds))
+    l2, _ = loss_fn(feats, lengths, enc.view(), generators=seeded_generators(seeds))
     assert l1.item() == l2.item()
 
 

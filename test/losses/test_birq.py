@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from espnet_bilevel.losses.abs_ssl_loss import BackboneView
 from espnet_bilevel.losses.bestrq import BestRQLoss, code_usage_stats
 from espnet_bilevel.losses.birq import BiRQLoss
+from padded_batches import random_padded_batch, seeded_generators
 
 F_IN, D, S, LAYERS = 8, 16, 4, 3
 STAT_KEYS = {
@@ -24,15 +25,7 @@ def _loss(**kw):
 
 
 def _batch(lengths=(160, 120, 100), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    feats = torch.randn(len(lengths), int(lengths.max()), F_IN, generator=g)
-    feats = feats * (torch.arange(feats.size(1))[None, :, None] < lengths[:, None, None])
-    return feats, lengths
-
-
-def _gens(seeds):
-    return [torch.Generator().manual_seed(s) for s in seeds]
+    return random_padded_batch(F_IN, lengths, seed)
 
 
 def _grad_sum(module):
@@ -58,7 +51,7 @@ def test_loss_is_weighted_sum_and_stats(make_encoder):
     assert loss_fn.target_layer(enc.view()) == 2  # round(0.7 * 3)
     assert isinstance(loss_fn, BestRQLoss)
     feats, lengths = _batch()
-    loss, stats = loss_fn(feats, lengths, enc.view(), generators=_gens([1, 2, 3]))
+    loss, stats = loss_fn(feats, lengths, enc.view(), generators=seeded_generators([1, 2, 3]))
     assert set(stats) == STAT_KEYS
     assert all(v.dim() == 0 and not v.requires_grad for v in stats.values())
     expected = 0.1 * stats["loss_enhanced"] + 2.4 * stats["loss_anchor"]
@@ -74,7 +67,7 @@ def test_loss_is_weighted_sum_and_stats(make_encoder):
     # G is exactly BEST-RQ: same masks, noise, labels and head -> same loss
     ref = BestRQLoss(F_IN, D, codebook_size=16, codebook_dim=8, subsampling=S)
     ref.load_state_dict({k: v for k, v in loss_fn.state_dict().items() if k.startswith(("heads", "rpq"))})
-    g_ref, _ = ref(feats, lengths, enc.view(), generators=_gens([1, 2, 3]))
+    g_ref, _ = ref(feats, lengths, enc.view(), generators=seeded_generators([1, 2, 3]))
     assert stats["loss_anchor"].item() == pytest.approx(g_ref.item(), rel=1e-6)
 
 
@@ -121,7 +114,7 @@ def test_enhanced_targets_carry_gradient_into_first_k_layers_only(make_encoder):
     feats, lengths = _batch()
     # F alone (w2 = 0), masked pass detached: any θ gradient must come through the targets
     loss_fn = _loss(anchor_weight=0.0, enhanced_layer=2)
-    loss, stats = loss_fn(feats, lengths, _masked_pass_without_grad(enc), generators=_gens([1, 2, 3]))
+    loss, stats = loss_fn(feats, lengths, _masked_pass_without_grad(enc), generators=seeded_generators([1, 2, 3]))
     assert stats["loss_enhanced"] > 0
     loss.backward()
     for name in ("conv", "local", "mix"):  # layer 1
@@ -133,7 +126,7 @@ def test_enhanced_targets_carry_gradient_into_first_k_layers_only(make_encoder):
     # G alone (w1 = 0): the anchor targets are integers of the input, so no θ gradient at all
     enc.zero_grad()
     loss_fn = _loss(enhanced_weight=0.0, enhanced_layer=2)
-    loss, stats = loss_fn(feats, lengths, _masked_pass_without_grad(enc), generators=_gens([1, 2, 3]))
+    loss, stats = loss_fn(feats, lengths, _masked_pass_without_grad(enc), generators=seeded_generators([1, 2, 3]))
     assert stats["loss_anchor"] > 0
     loss.backward()
     assert _grad_sum(enc) == 0
@@ -203,17 +196,17 @@ def test_rows_are_independent_of_batch_mates_with_generators(make_encoder):
     feats, lengths = _batch()
     seeds = [21, 22, 23]
     torch.manual_seed(0)
-    batch_loss, _ = loss_fn(feats, lengths, enc.view(), generators=_gens(seeds))
+    batch_loss, _ = loss_fn(feats, lengths, enc.view(), generators=seeded_generators(seeds))
     alone = []
     for b in range(3):
         torch.manual_seed(100 + b)
         n = int(lengths[b])
         loss_b, _ = loss_fn(feats[b : b + 1, :n], lengths[b : b + 1], enc.view(),
-                            generators=_gens(seeds[b : b + 1]))
+                            generators=seeded_generators(seeds[b : b + 1]))
         alone.append(loss_b.item())
     assert batch_loss.item() == pytest.approx(sum(alone) / 3, rel=1e-5)
     # the Gumbel noise comes from the generators too: same seeds -> same loss
-    again, _ = loss_fn(feats, lengths, enc.view(), generators=_gens(seeds))
+    again, _ = loss_fn(feats, lengths, enc.view(), generators=seeded_generators(seeds))
     assert again.item() == batch_loss.item()
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from espnet_bilevel.losses.cpc import CPCLoss, gather_segments
+from padded_batches import random_padded_batch
 
 F_IN, D = 8, 16
 
@@ -13,11 +14,7 @@ def _loss(**kw):
 
 
 def _batch(lengths=(80, 64, 60, 48), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    feats = torch.randn(len(lengths), int(lengths.max()), F_IN, generator=g)
-    feats = feats * (torch.arange(feats.size(1))[None, :, None] < lengths[:, None, None])
-    return feats, lengths
+    return random_padded_batch(F_IN, lengths, seed)
 
 
 def test_gather_segments():

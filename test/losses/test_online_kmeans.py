@@ -5,6 +5,7 @@ import torch
 from espnet_bilevel.losses.bestrq import BestRQLoss
 from espnet_bilevel.losses.birq import BiRQLoss
 from espnet_bilevel.losses.online_kmeans import OnlineKMeansQuantizer, kmeans_pp_init, squared_distances
+from padded_batches import random_padded_batch
 
 F_IN, D, S = 8, 16, 4
 CENTERS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
@@ -86,10 +87,7 @@ def test_bad_options():
 
 
 def _batch(lengths=(160, 120, 100), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    feats = torch.randn(len(lengths), int(lengths.max()), F_IN, generator=g)
-    return feats * (torch.arange(feats.size(1))[None, :, None] < lengths[:, None, None]), lengths
+    return random_padded_batch(F_IN, lengths, seed)
 
 
 def test_bestrq_kmeans_labels_are_the_nearest_centroid_and_padding_never_counts(make_encoder):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from espnet_bilevel.losses.wav2vec2 import Wav2Vec2Loss, code_perplexity, diversity_loss
+from padded_batches import random_padded_batch
 
 F_IN, D, S = 8, 16, 4
 STAT_KEYS = {"acc", "contrastive_loss", "diversity_loss", "code_perplexity", "prob_perplexity", "gumbel_temp", "mask_frac"}
@@ -17,11 +18,7 @@ def _loss(**kw):
 
 
 def _batch(lengths=(160, 120, 100), seed=1):
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor(lengths)
-    feats = torch.randn(len(lengths), int(lengths.max()), F_IN, generator=g)
-    feats = feats * (torch.arange(feats.size(1))[None, :, None] < lengths[:, None, None])
-    return feats, lengths
+    return random_padded_batch(F_IN, lengths, seed)
 
 
 def test_finite_loss_stats_and_gradients(make_encoder):
