@@ -43,7 +43,8 @@ freedom). With the seed-to-seed spread of a small corpus, the per-seed pairing i
 difference of the means from chance. paired.json holds the same numbers.
 
 Writes <out_dir>/compare.md, compare.json, paired.json (runs with several seeds), wer_by_system.png (bars per set, error bars = std over
-runs), dev_cer_vs_wall_time.png and, for each BL-JUST system (solver bljust in its config.yaml) with
+runs), wer_vs_cpu_time.png (last test set's WER against training CPU time, one point per system that
+has train_cpu_seconds), dev_cer_vs_wall_time.png and, for each BL-JUST system (solver bljust in its config.yaml) with
 steps/*.jsonl, <name>_losses.png. Exit status 1 with "ERROR: ..." on missing inputs.
 
 ``--results_file RESULTS_x.md`` also writes a results file to keep under version control (a comparison
@@ -401,6 +402,48 @@ def plot_wer_by_system(rows: List[dict], sets: List[str], out: Path) -> None:
     plt.close(fig)
 
 
+def wer_vs_cpu_points(rows: List[dict], set_name: str) -> List[dict]:
+    """What wer_vs_cpu_time.png draws: one point per system whose training CPU time is known, at
+    (CPU seconds, WER on ``set_name``), with one sample std either way (0 for a single run)."""
+    points = []
+    for r in rows:
+        wer = (r["scores"].get(set_name) or {}).get("wer")
+        if r.get("cpu_seconds") is None or wer is None:
+            continue
+        points.append({
+            "label": r["system"], "cpu": r["cpu_seconds"], "cpu_err": r.get("cpu_seconds_std") or 0.0,
+            "wer": wer, "wer_err": ((r.get("scores_std") or {}).get(set_name) or {}).get("wer") or 0.0,
+        })
+    return points
+
+
+def plot_wer_vs_cpu_time(rows: List[dict], set_name: str, out: Path) -> bool:
+    """The cost/accuracy trade-off: WER on ``set_name`` against training CPU time, one point per
+    system (the question of issue #4: is BL-JUST better *for its training time*?). Returns False,
+    writing nothing, when no system has a CPU time."""
+    points = wer_vs_cpu_points(rows, set_name)
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for pt in points:
+        ax.errorbar(pt["cpu"], pt["wer"], xerr=pt["cpu_err"], yerr=pt["wer_err"], fmt="o", capsize=3,
+                    label=pt["label"])
+    ax.set_xlabel("training CPU time (s)")
+    ax.set_ylabel(f"{set_name} WER (%)")
+    ax.set_title(f"{set_name} WER against training cost (mean ± std over runs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def plot_bljust(steps: List[dict], out: Path) -> None:
     import matplotlib
 
@@ -638,7 +681,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     (tmp / "compare.md").write_text(table + "\n"
-                                    + f"Plots: `{a.out_dir}/wer_by_system.png`, `{a.out_dir}/dev_cer_vs_wall_time.png`"
+                                    + f"Plots: `{a.out_dir}/wer_by_system.png`, "
+                                    + (f"`{a.out_dir}/wer_vs_cpu_time.png`, " if wer_vs_cpu_points(rows, a.test_sets[-1]) else "")
+                                    + f"`{a.out_dir}/dev_cer_vs_wall_time.png`"
                                     + "".join(f", `{a.out_dir}/{n}_losses.png`" for n in bilevel)
                                     + "\n", encoding="utf-8")
     (tmp / "compare.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
@@ -651,6 +696,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
     plot_wer_by_system(rows, a.test_sets, tmp / "wer_by_system.png")
+    plot_wer_vs_cpu_time(rows, a.test_sets[-1], tmp / "wer_vs_cpu_time.png")
     for name in bilevel:
         bljust_exp = systems[name][0]  # with several runs: the first one's steps
         steps = read_steps(bljust_exp)
@@ -662,7 +708,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(a.out_dir)
     tmp.rename(a.out_dir)
     if a.results_file is not None:
-        plots = ["wer_by_system", "dev_cer_vs_wall_time"] + [f"{n}_losses" for n in bilevel]
+        plots = ["wer_by_system", "wer_vs_cpu_time", "dev_cer_vs_wall_time"] + [f"{n}_losses" for n in bilevel]
         write_results_file(a.results_file, argv, a.out_dir, table, plots)
     print(table)
     return 0

@@ -127,6 +127,7 @@ def test_one_run_per_system_keeps_the_single_run_table(tmp_path):
     assert list(row) == ["system", "exp", "seed", "params", "wall_seconds", "cpu_seconds", "scores", "curve"]
     assert row["seed"] is None  # no config.yaml
     assert row["cpu_seconds"] is None and "CPU" not in md  # no run measured CPU time: no column
+    assert not (out / "wer_vs_cpu_time.png").exists() and "wer_vs_cpu_time" not in md  # nothing to plot
     assert compare_systems.wer_bars([row], ["dev", "test"]) == [
         {"label": "a", "wer": [1.0, 3.0], "err": [0.0, 0.0], "runs": [[], []]}]
 
@@ -149,6 +150,13 @@ def test_cpu_time_column_adds_the_pt_half_and_marks_missing_runs(tmp_path):
     rows = json.loads((out / "compare.json").read_text())
     assert [r["cpu_seconds"] for r in rows[0]["runs"]] == [130.0, 140.0]
     assert rows[0]["cpu_seconds_std"] == pytest.approx(math.sqrt(50.0))
+    # the trade-off plot: a point for ptft at (135 s, test WER 3.0); none for "old" (a run lacks CPU time)
+    points = compare_systems.wer_vs_cpu_points(rows, "test")
+    assert [p["label"] for p in points] == ["ptft"]
+    assert points[0]["cpu"] == pytest.approx(135.0) and points[0]["cpu_err"] == pytest.approx(math.sqrt(50.0))
+    assert points[0]["wer"] == pytest.approx(3.0) and points[0]["wer_err"] == pytest.approx(0.0)
+    assert (out / "wer_vs_cpu_time.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wer_vs_cpu_time.png" in md
     # one run per system: the single-run table has the column too
     rc, out = compare(tmp_path, "--system", f"a={ft[0]}", "--pre_exp", f"a={pt[0]}")
     assert rc == 0

@@ -1062,7 +1062,7 @@ write_recipe_results() {
             echo
             # compare_systems plots the losses of each BL-JUST system as <system>_losses.png;
             # figure_links skips the systems without one
-            figure_links "${out}" wer_by_system dev_cer_vs_wall_time "${systems[@]/%/_losses}"
+            figure_links "${out}" wer_by_system wer_vs_cpu_time dev_cer_vs_wall_time "${systems[@]/%/_losses}"
         fi
         local e
         for e in "${item_exp[@]}"; do
@@ -1184,7 +1184,7 @@ fi
 #         checkpoint.pth (per-epoch dev CER and time), steps/*.jsonl (BL-JUST f, g, gamma);
 #         with --seeds every seed's exp dir (the table shows mean ± std over the seeds)
 # writes: exp/compare_<tag>[<suffix>]/{compare.md (with --seeds also the paired-by-seed table),compare.json,
-#         paired.json (--seeds),compared_runs,wer_by_system.png,
+#         paired.json (--seeds),compared_runs,wer_by_system.png,wer_vs_cpu_time.png,
 #         dev_cer_vs_wall_time.png,<bljust system>_losses.png} (one dir per results file, see compare_dir),
 #         ./<results_file> with the plots embedded from a copy in ./<results_file stem>_figures/
 if run_stage 16; then
