@@ -131,9 +131,11 @@ def test_seeds_train_one_run_per_seed_and_compare_mean_std(recipe):
     assert "## supervised: asr_supervised_raw_char_seed2" in results
     # the plots are copied next to the results file and embedded
     figs = recipe / "RESULTS_small_figures"
-    assert sorted(p.name for p in figs.iterdir()) == ["dev_cer_vs_wall_time.png", "wer_by_system.png"]
+    assert sorted(p.name for p in figs.iterdir()) == ["dev_cer_vs_wall_time.png", "wer_by_system.png",
+                                                      "wer_vs_cpu_time.png"]  # stage 11 records CPU time
     assert (figs / "wer_by_system.png").read_bytes() == (cmp_dir / "wer_by_system.png").read_bytes()
     assert "![wer_by_system](RESULTS_small_figures/wer_by_system.png)" in results
+    assert "![wer_vs_cpu_time](RESULTS_small_figures/wer_vs_cpu_time.png)" in results
 
     # stage 13 of other runs (seed 1 alone) must not show the comparison of seeds 1 and 2 ...
     proc = run_recipe(recipe, "--small", "true", "--system", "supervised", "--seeds", "1",
