@@ -417,13 +417,10 @@ def wer_vs_cpu_points(rows: List[dict], set_name: str) -> List[dict]:
     return points
 
 
-def plot_wer_vs_cpu_time(rows: List[dict], set_name: str, out: Path) -> bool:
+def plot_wer_vs_cpu_time(points: List[dict], set_name: str, out: Path) -> None:
     """The cost/accuracy trade-off: WER on ``set_name`` against training CPU time, one point per
-    system (the question of issue #4: is BL-JUST better *for its training time*?). Returns False,
-    writing nothing, when no system has a CPU time."""
-    points = wer_vs_cpu_points(rows, set_name)
-    if not points:
-        return False
+    system (``wer_vs_cpu_points``; the question of issue #4: is BL-JUST better *for its training
+    time*?)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -441,7 +438,6 @@ def plot_wer_vs_cpu_time(rows: List[dict], set_name: str, out: Path) -> bool:
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
-    return True
 
 
 def plot_bljust(steps: List[dict], out: Path) -> None:
@@ -680,9 +676,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    cpu_points = wer_vs_cpu_points(rows, a.test_sets[-1])  # none: no run recorded its CPU time
     (tmp / "compare.md").write_text(table + "\n"
                                     + f"Plots: `{a.out_dir}/wer_by_system.png`, "
-                                    + (f"`{a.out_dir}/wer_vs_cpu_time.png`, " if wer_vs_cpu_points(rows, a.test_sets[-1]) else "")
+                                    + (f"`{a.out_dir}/wer_vs_cpu_time.png`, " if cpu_points else "")
                                     + f"`{a.out_dir}/dev_cer_vs_wall_time.png`"
                                     + "".join(f", `{a.out_dir}/{n}_losses.png`" for n in bilevel)
                                     + "\n", encoding="utf-8")
@@ -696,7 +693,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     else:
         plot_cer_vs_time(curves, tmp / "dev_cer_vs_wall_time.png", a.valid_set)
     plot_wer_by_system(rows, a.test_sets, tmp / "wer_by_system.png")
-    plot_wer_vs_cpu_time(rows, a.test_sets[-1], tmp / "wer_vs_cpu_time.png")
+    if cpu_points:
+        plot_wer_vs_cpu_time(cpu_points, a.test_sets[-1], tmp / "wer_vs_cpu_time.png")
     for name in bilevel:
         bljust_exp = systems[name][0]  # with several runs: the first one's steps
         steps = read_steps(bljust_exp)
